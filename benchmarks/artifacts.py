@@ -1,0 +1,101 @@
+"""Content-keyed artifacts: every stage output is stored once under a key derived from its config and inputs.
+
+A key is the SHA-256 of the canonical JSON of a spec (config + the keys of the inputs). Files are written
+atomically (temporary file + rename) with a checksum of the payload; a corrupt or truncated file is detected on
+load and rebuilt. With ``root=None`` artifacts live in memory only (tests, ``--no-cache``).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def spec_key(kind: str, spec: dict[str, Any]) -> str:
+    text = json.dumps({"kind": kind, **spec}, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class CorruptArtifact(RuntimeError):
+    pass
+
+
+class ArtifactStore:
+    def __init__(self, root: str | Path | None) -> None:
+        self.root = Path(root) if root is not None else None
+        self._memory: dict[str, Any] = {}
+        self.created: list[str] = []  # keys computed in this process (resume tests read this)
+        self.loaded: list[str] = []
+
+    def path(self, kind: str, key: str) -> Path | None:
+        return None if self.root is None else self.root / kind / f"{key}.pt"
+
+    def save(self, kind: str, key: str, spec: dict, payload: Any) -> None:
+        self._memory[f"{kind}/{key}"] = payload
+        path = self.path(kind, key)
+        if path is None:
+            return
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        body = buffer.getvalue()
+        header = json.dumps({"sha256": hashlib.sha256(body).hexdigest(), "spec": spec}, default=str).encode()
+        atomic_write_bytes(path, len(header).to_bytes(8, "little") + header + body)
+
+    def load(self, kind: str, key: str, map_location: str | torch.device = "cpu") -> Any:
+        if f"{kind}/{key}" in self._memory:
+            return self._memory[f"{kind}/{key}"]
+        path = self.path(kind, key)
+        if path is None or not path.exists():
+            raise FileNotFoundError(f"{kind}/{key}")
+        raw = path.read_bytes()
+        try:
+            size = int.from_bytes(raw[:8], "little")
+            header = json.loads(raw[8:8 + size])
+            body = raw[8 + size:]
+            if hashlib.sha256(body).hexdigest() != header["sha256"]:
+                raise CorruptArtifact("checksum mismatch")
+            payload = torch.load(io.BytesIO(body), map_location=map_location, weights_only=False)
+        except (ValueError, KeyError, json.JSONDecodeError, CorruptArtifact, RuntimeError, EOFError) as err:
+            raise CorruptArtifact(f"{path}: {err}") from err
+        self._memory[f"{kind}/{key}"] = payload
+        return payload
+
+    def get_or_create(self, kind: str, spec: dict[str, Any], create: Callable[[], Any],
+                      map_location: str | torch.device = "cpu") -> tuple[Any, str]:
+        """The artifact for ``spec``: loaded if stored and intact, otherwise created, stored and returned."""
+        key = spec_key(kind, spec)
+        try:
+            payload = self.load(kind, key, map_location)
+            self.loaded.append(f"{kind}/{key}")
+            return payload, key
+        except FileNotFoundError:
+            pass
+        except CorruptArtifact as err:
+            log.warning("corrupt artifact %s, rebuilding (%s)", key, err)
+        payload = create()
+        self.save(kind, key, spec, payload)
+        self.created.append(f"{kind}/{key}")
+        return payload, key

@@ -1,0 +1,66 @@
+"""Dataset registry: ``load_dataset("cifar10" | "imagefolder:<path>" | "digits" | "synthetic" | ...)``."""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from datasets.base import DataBundle
+from methods.registry import unknown_name
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    load: Callable[..., DataBundle]
+    embedded: bool  # ships with the suite / its dependencies: works offline, no download
+    description: str
+
+
+_DATASETS: dict[str, DatasetSpec] = {}
+
+
+def register_dataset(name: str, embedded: bool, description: str):
+    def decorator(fn: Callable[..., DataBundle]) -> Callable[..., DataBundle]:
+        if name in _DATASETS:
+            raise ValueError(f"dataset {name!r} is already registered")
+        _DATASETS[name] = DatasetSpec(name, fn, embedded, description)
+        return fn
+
+    return decorator
+
+
+def list_datasets(pattern: str = "*") -> list[str]:
+    _import_builtin()
+    return sorted(n for n in _DATASETS if fnmatch.fnmatchcase(n, pattern))
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    _import_builtin()
+    base = name.split(":", 1)[0] + ":" if ":" in name else name
+    if base not in _DATASETS:
+        raise unknown_name("dataset", name, list(_DATASETS))
+    return _DATASETS[base]
+
+
+def load_dataset(name: str, root: str = "data", download: bool = False, device: str | torch.device = "cpu",
+                 seed: int = 0) -> DataBundle:
+    """Load a dataset fully into memory as uint8 tensors on ``device``.
+
+    ``name`` is a registered name or ``imagefolder:<path>`` (a ``train/<class>/*`` + ``test/<class>/*`` tree, or
+    a .tar.gz of one). Torchvision datasets missing from ``root`` raise :class:`DatasetUnavailable` unless
+    ``download`` is set. ``seed`` only matters for generated datasets.
+    """
+    spec = dataset_spec(name)
+    arg = name.split(":", 1)[1] if name.endswith(":") is False and ":" in name else None
+    kwargs = {"root": root, "download": download, "seed": seed}
+    bundle = spec.load(arg, **kwargs) if ":" in spec.name else spec.load(**kwargs)
+    return bundle.to(device)
+
+
+def _import_builtin() -> None:
+    import datasets.embedded  # noqa: F401
+    import datasets.folder  # noqa: F401
+    import datasets.torchvision_sets  # noqa: F401
