@@ -38,7 +38,8 @@ def _extract(archive: Path, root: str) -> Path:
 
 
 def _read_split(folder: Path, classes: list[str] | None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    from torchvision.io import ImageReadMode, decode_image, read_file
+    import numpy as np
+    from PIL import Image
 
     found = sorted(p.name for p in folder.iterdir() if p.is_dir())
     classes = classes or found
@@ -48,7 +49,9 @@ def _read_split(folder: Path, classes: list[str] | None) -> tuple[torch.Tensor, 
     for index, cls in enumerate(classes):
         for file in sorted((folder / cls).iterdir()) if (folder / cls).is_dir() else []:
             if file.suffix.lower() in _EXTENSIONS:
-                images.append(decode_image(read_file(str(file)), mode=ImageReadMode.RGB))
+                with Image.open(file) as image:
+                    array = np.asarray(image.convert("RGB"))
+                images.append(torch.from_numpy(array.copy()).permute(2, 0, 1))
                 labels.append(index)
     if not images:
         raise DatasetUnavailable(f"no images ({', '.join(_EXTENSIONS)}) under {folder}/<class>/")

@@ -1,0 +1,161 @@
+"""The grid: cells (method x backbone x dataset x seed), grouped so that shared inputs are computed once.
+
+A *group* is one (dataset, backbone, seed): its methods share the stage-1 model and the teacher maps through the
+artifact store. Every finished cell's rows are stored as an artifact keyed by everything that determines them, so
+a re-run (after a crash, a kill, or with more cells) recomputes nothing finished.
+"""
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import logging
+import random
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+
+from benchmarks.artifacts import ArtifactStore
+from benchmarks.config import ConfigError, RunConfig
+from benchmarks.context import BackboneConfig, FitContext, fingerprint
+from benchmarks.engine import Engine, predict_logits
+from datasets.base import DataBundle
+
+log = logging.getLogger(__name__)
+
+RESULT_VERSION = 1  # bump when the meaning of stored cell results changes
+
+
+@dataclass(frozen=True)
+class Group:
+    dataset: str
+    backbone: str
+    seed: int
+    methods: tuple[str, ...]
+
+
+def expand(patterns: Iterable[str], valid: list[str], kind: str, allow_unlisted: callable = None) -> list[str]:
+    """Comma lists and globs -> names, in the given order; an unknown literal name lists the valid ones."""
+    from methods.registry import unknown_name
+
+    names: list[str] = []
+    for pattern in patterns:
+        for part in [p.strip() for p in pattern.split(",") if p.strip()]:
+            if any(ch in part for ch in "*?["):
+                hits = [v for v in valid if fnmatch.fnmatchcase(v, part)]
+                if not hits:
+                    raise ConfigError(f"{kind} pattern {part!r} matches nothing; valid {kind}s: {', '.join(valid)}")
+            elif part in valid or (allow_unlisted and allow_unlisted(part)):
+                hits = [part]
+            else:
+                raise ConfigError(str(unknown_name(kind, part, valid)))
+            names += [h for h in hits if h not in names]
+    return names
+
+
+def plan(cfg: RunConfig) -> list[Group]:
+    from datasets.registry import list_datasets
+    from methods.backbones import list_backbones
+    from methods.registry import list_methods
+
+    methods = expand(cfg.methods, list_methods(), "method")
+    backbones = expand(cfg.backbones, list_backbones(), "backbone", lambda n: n.startswith("timm:"))
+    datasets = expand(cfg.datasets, [d for d in list_datasets() if not d.endswith(":")], "dataset",
+                      lambda n: n.startswith("imagefolder:"))
+    # Methods that reuse the stage-1 model run after the baseline so the artifact is there to reuse.
+    return [Group(d, b, s, tuple(methods)) for d in datasets for b in backbones for s in cfg.seeds]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def cell_spec(cfg: RunConfig, data: DataBundle, group: Group, method: str) -> dict[str, Any]:
+    return {"version": RESULT_VERSION, "method": method, "options": cfg.method_options.get(method, {}),
+            "backbone": dataclasses.asdict(backbone_config(cfg, group.backbone)), "data": fingerprint(data),
+            "train": dataclasses.asdict(cfg.train), "teacher": dataclasses.asdict(cfg.teacher), "seed": group.seed,
+            "explain_eval": cfg.explain_eval and {"n": cfg.explanation_images, "morf": cfg.morf}}
+
+
+def backbone_config(cfg: RunConfig, name: str) -> BackboneConfig:
+    return BackboneConfig(name, cfg.input_size.get(name), cfg.pretrained, cfg.weights_path)
+
+
+def run_group(cfg: RunConfig, group: Group, data: DataBundle, artifacts: ArtifactStore) -> list[dict[str, Any]]:
+    """Every method of one (dataset, backbone, seed); a failing method becomes an error row, the rest go on."""
+    rows: list[dict[str, Any]] = []
+    for method in group.methods:
+        spec = cell_spec(cfg, data, group, method)
+        try:
+            result, _ = artifacts.get_or_create("cell", spec, lambda: run_cell(cfg, group, method, data, artifacts))
+        except Exception as err:  # noqa: BLE001 - a failing cell must not stop the grid
+            log.debug("cell failed", exc_info=True)
+            result = {"rows": [{"metric": "accuracy", "value": float("nan"), "direction": "higher",
+                                "error": _short_error(err)}], "per_image": None,
+                      "traceback": traceback.format_exc()}
+        per_image = result.get("per_image")
+        for row in result["rows"]:
+            rows.append({"method": method, "backbone": group.backbone, "dataset": data.name, "seed": group.seed,
+                         "error": "", **row})
+            if row["metric"] == "accuracy" and per_image is not None:
+                rows[-1]["per_image"] = "".join("1" if c else "0" for c in per_image)
+    return rows
+
+
+def _short_error(err: BaseException) -> str:
+    text = f"{type(err).__name__}: {err}".replace("\n", " ")
+    if isinstance(err, torch.cuda.OutOfMemoryError):
+        text = "CUDA out of memory (lower train.batch_size or use a smaller input_size)"
+    return text[:300]
+
+
+def run_cell(cfg: RunConfig, group: Group, method_name: str, data: DataBundle,
+             artifacts: ArtifactStore) -> dict[str, Any]:
+    from methods.registry import create_method
+
+    seed_everything(group.seed)
+    engine = Engine(cfg.train, seed=group.seed, progress=cfg.progress, desc=f"{method_name}/{group.backbone}")
+    ctx = FitContext(data=data, engine=engine, backbone=backbone_config(cfg, group.backbone), seed=group.seed,
+                     teacher=cfg.teacher, artifacts=artifacts)
+    method = create_method(method_name, group.backbone, data.num_classes, **cfg.method_options.get(method_name, {}))
+    method.to(data.device)
+    start = time.perf_counter()
+    facts = method.fit(ctx) or {}
+    fit_s = time.perf_counter() - start
+    logits = predict_logits(method.predict, data, data.test, cfg.train.eval_batch_size)
+    if not torch.isfinite(logits).all():
+        raise FloatingPointError("non-finite logits on the test set (diverged training: NaN loss?)")
+    correct = (logits.argmax(1) == data.test.labels).cpu()
+    rows = [{"metric": "accuracy", "value": 100.0 * float(correct.float().mean()), "direction": "higher"},
+            {"metric": "fit_seconds", "value": fit_s, "direction": "info"}]
+    for name in ("stage1_fit", "fit"):
+        fit = ctx.facts.get(name) or facts.get(name)
+        if isinstance(fit, dict) and "best_val_accuracy" in fit:
+            rows.append({"metric": f"val_accuracy/{'stage1' if name == 'stage1_fit' else 'method'}",
+                         "value": 100.0 * fit["best_val_accuracy"], "direction": "higher"})
+    if cfg.explain_eval:
+        rows += explanation_rows(cfg, method, data, group.seed)
+    return {"rows": rows, "per_image": correct.numpy().astype(bool), "facts": _plain(facts)}
+
+
+def explanation_rows(cfg: RunConfig, method, data: DataBundle, seed: int) -> list[dict[str, Any]]:
+    from benchmarks.explanation_quality import evaluate_explanations
+
+    rows = evaluate_explanations(method, data, n_images=cfg.explanation_images, seed=seed,
+                                 explainer=cfg.teacher.explainer, explainer_options=cfg.teacher.options,
+                                 morf_options=cfg.morf)
+    return [{k: v for k, v in row.items() if k in ("metric", "value", "direction")} for row in rows]
+
+
+def _plain(value: Any) -> Any:
+    """Facts reduced to JSON-able values (no tensors) for the stored result."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items() if not isinstance(v, torch.Tensor)}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value if isinstance(value, (int, float, str, bool, type(None))) else str(value)

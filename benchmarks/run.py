@@ -1,0 +1,204 @@
+"""Run the benchmark grid: methods x backbones x datasets x seeds -> tidy rows, Table 2, explanation tables.
+
+Examples:
+  python -m benchmarks.run --all --profile smoke                 # every method, embedded data, minutes on CPU
+  python -m benchmarks.run --profile paper --device cuda --download --data-root /data
+  python -m benchmarks.run --methods 'impactx*,baseline' --datasets cifar10 --seeds 0,1,2 --set train.epochs=50
+  python -m benchmarks.run --plugin my_pkg.my_method --methods my-method,baseline
+  python -m benchmarks.run --list                               # registered methods, backbones, datasets
+
+A finished cell is stored under a content key in the cache directory: re-running the same command after an
+interruption recomputes nothing finished; changing one setting recomputes only what depends on it.
+Exit codes: 0 all cells ran; 1 some cells failed (error rows, summary at the end); 2 bad input (nothing ran).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.config import ConfigError, RunConfig, apply_settings
+from benchmarks.profiles import PROFILES
+
+USER_ERRORS: tuple[type[BaseException], ...] = ()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--all", action="store_true",
+                        help="every registered method (ablations and plugins included) on the profile's grid")
+    parser.add_argument("--profile", default="smoke", choices=sorted(PROFILES),
+                        help="preset grid and settings (default: smoke = embedded data, minutes on CPU)")
+    parser.add_argument("--methods", help="comma list / globs of method names, e.g. 'baseline,impactx*'")
+    parser.add_argument("--backbones", help="comma list / globs: lenet5, mobilenet, efficientnet_b2, tiny, "
+                                            "timm:<any timm model>")
+    parser.add_argument("--datasets", help="comma list / globs: cifar10, cifar100, stl10, digits, synthetic, "
+                                           "imagefolder:<path>")
+    parser.add_argument("--seeds", help="comma list of integer seeds, e.g. 0,1,2")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default: cuda if available)")
+    parser.add_argument("--out", help="output folder (default: results/runs/<profile>)")
+    parser.add_argument("--cache-dir", help="artifact cache (models, maps, finished cells); default <out>/artifacts")
+    parser.add_argument("--data-root", default="data", help="where torchvision datasets live (default: ./data)")
+    parser.add_argument("--download", action="store_true", help="download missing torchvision datasets")
+    parser.add_argument("--no-pretrained", action="store_true",
+                        help="train timm backbones from scratch (no pretrained weights needed)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a setting, e.g. train.epochs=20, method.impactx.lam=0.4, "
+                             "teacher.options.max_evals=500 (repeatable; unknown keys are rejected)")
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                        help="import a module that registers extra methods (repeatable)")
+    parser.add_argument("--executor", default="local", choices=["local", "ray"],
+                        help="run groups in-process (default) or as Ray tasks")
+    parser.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
+    parser.add_argument("--no-explain-eval", action="store_true", help="skip MoRF / ground-truth evaluation")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--list", action="store_true", help="list registered methods, backbones, datasets, "
+                                                            "explainers and exit")
+    return parser
+
+
+def _split(text: str | None) -> tuple[str, ...] | None:
+    return tuple(p.strip() for p in text.split(",") if p.strip()) if text else None
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    from methods.registry import load_plugin
+
+    for plugin in args.plugin:
+        load_plugin(plugin)
+    preset = PROFILES[args.profile]()
+    fields: dict[str, Any] = {**preset, "profile": args.profile}
+    if args.all:
+        fields["methods"] = ("*",)
+    for name in ("methods", "backbones", "datasets"):
+        if getattr(args, name):
+            fields[name] = _split(getattr(args, name))
+    if args.seeds:
+        try:
+            fields["seeds"] = tuple(int(s) for s in _split(args.seeds))
+        except ValueError as err:
+            raise ConfigError(f"--seeds expects integers like 0,1,2, got {args.seeds!r}") from err
+    fields.update(device=args.device, out=args.out or f"results/runs/{args.profile}", cache_dir=args.cache_dir,
+                  data_root=args.data_root, download=args.download, executor=args.executor, address=args.address,
+                  plugins=tuple(args.plugin), explain_eval=not args.no_explain_eval, progress=not args.no_progress)
+    if args.no_pretrained:
+        fields["pretrained"] = False
+    return apply_settings(RunConfig(**fields), args.set)
+
+
+def list_everything() -> str:
+    from datasets.registry import dataset_spec, list_datasets
+    from methods.backbones import backbone_spec, list_backbones
+    from methods.explainers import list_explainers
+    from methods.registry import get_method_class, list_methods
+
+    lines = ["methods:"]
+    lines += [f"  {m:<18} {(get_method_class(m).__doc__ or '').strip().splitlines()[0]}" for m in list_methods()]
+    lines += ["backbones:"] + [f"  {b:<18} {backbone_spec(b).description}" for b in list_backbones()]
+    lines += ["  timm:<name>        any other timm model"]
+    lines += ["datasets:"] + [f"  {d:<18} {dataset_spec(d).description}" for d in list_datasets()]
+    lines += ["explainers:", "  " + ", ".join(list_explainers())]
+    lines += ["profiles:"] + [f"  {p:<18} {(f.__doc__ or '').strip().splitlines()[0]}" for p, f in PROFILES.items()]
+    return "\n".join(lines)
+
+
+def preflight(cfg: RunConfig, groups, device) -> None:
+    """Fail fast (exit 2) on data or weights that cannot be had, before any training starts."""
+    from datasets.registry import dataset_spec, load_dataset
+    from benchmarks.grid import backbone_config
+
+    for name in dict.fromkeys(g.dataset for g in groups):
+        if not dataset_spec(name).embedded:
+            load_dataset(name, root=cfg.data_root, download=cfg.download, device="cpu")
+    for name in dict.fromkeys(g.backbone for g in groups):
+        backbone_config(cfg, name).build(num_classes=10, image_size=32)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.list:
+            for plugin in args.plugin:
+                from methods.registry import load_plugin
+                load_plugin(plugin)
+            print(list_everything())
+            return 0
+        return run(config_from_args(args))
+    except user_errors() as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    from datasets.base import DatasetUnavailable
+    from methods.backbones import PretrainedWeightsUnavailable
+    from methods.registry import UnknownNameError
+
+    return (ConfigError, UnknownNameError, DatasetUnavailable, PretrainedWeightsUnavailable, ImportError)
+
+
+def run(cfg: RunConfig) -> int:
+    from tqdm.auto import tqdm
+
+    from benchmarks.environment import environment, resolve_device
+    from benchmarks.executors import EXECUTORS
+    from benchmarks.grid import plan
+    from benchmarks.tables import write_all_tables
+    from benchmarks.results import write_rows
+
+    try:
+        device = resolve_device(cfg.device)
+    except RuntimeError as err:
+        raise ConfigError(str(err)) from err
+    groups = plan(cfg)
+    preflight(cfg, groups, device)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    env = environment(device)
+    manifest: dict[str, Any] = {"config": cfg.to_dict(), "environment": env, "started": time.strftime("%FT%T%z"),
+                                "groups": [dataclasses.asdict(g) for g in groups]}
+    (out / "config.json").write_text(json.dumps(manifest, indent=2, default=str))
+    all_rows: list[dict[str, Any]] = []
+    n_cells = sum(len(g.methods) for g in groups)
+    bar = tqdm(total=n_cells, desc="grid", unit="cell", disable=not cfg.progress, dynamic_ncols=True)
+
+    def on_rows(group, rows) -> None:
+        for row in rows:
+            row.update(profile=cfg.profile, git_sha=env["git_sha"], device=env["device_name"])
+        all_rows.extend(rows)
+        write_rows(all_rows, out)
+        bar.update(len(group.methods))
+        failed = {r["method"] for r in rows if r.get("error")}
+        bar.set_postfix_str(f"{group.dataset}/{group.backbone}/seed{group.seed}" +
+                            (f" FAILED: {','.join(sorted(failed))}" if failed else ""))
+
+    EXECUTORS[cfg.executor](cfg, groups, device, on_rows)
+    bar.close()
+    write_rows(all_rows, out)
+    tables = write_all_tables(out)
+    failures = sorted({(r["method"], r["backbone"], r["dataset"], r["seed"], r["error"])
+                       for r in all_rows if r.get("error")})
+    manifest.update(finished=time.strftime("%FT%T%z"), failed_cells=[list(f) for f in failures])
+    (out / "config.json").write_text(json.dumps(manifest, indent=2, default=str))
+    print(f"\n{len(all_rows)} rows -> {out / 'rows.csv'}")
+    for path in tables:
+        print(f"table -> {path}")
+    if (out / "table2.md").exists():
+        print("\n" + (out / "table2.md").read_text())
+    if failures:
+        print(f"\n{len(failures)} cell(s) failed:", file=sys.stderr)
+        for method, backbone, dataset, seed, error in failures:
+            print(f"  {method} / {backbone} / {dataset} / seed {seed}: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

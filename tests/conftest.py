@@ -1,0 +1,30 @@
+import pytest
+import torch
+
+from benchmarks.context import BackboneConfig, FitContext, TeacherConfig
+from benchmarks.engine import Engine, TrainConfig
+from datasets import load_dataset
+
+
+@pytest.fixture(scope="session")
+def synthetic():
+    return load_dataset("synthetic")
+
+
+@pytest.fixture(scope="session")
+def digits():
+    return load_dataset("digits")
+
+
+@pytest.fixture
+def small_synthetic(synthetic):
+    return synthetic.limit(train=200, test=50, seed=0)
+
+
+@pytest.fixture
+def tiny_ctx(small_synthetic):
+    """A FitContext on a tiny backbone and a small slice of `synthetic`: seconds per method."""
+    torch.manual_seed(0)
+    engine = Engine(TrainConfig(epochs=1, batch_size=32, max_steps_per_epoch=4), seed=0, progress=False)
+    return FitContext(small_synthetic, engine, BackboneConfig("tiny"), seed=0,
+                      teacher=TeacherConfig("saliency", {}, batch_images=100))

@@ -1,0 +1,110 @@
+"""The runner end to end on embedded data, its error handling and its resume."""
+import sys
+
+import pandas as pd
+import pytest
+
+from benchmarks.run import main
+from methods.registry import _METHODS
+
+FAST = ["--backbones", "tiny", "--seeds", "0", "--no-progress", "--set", "train.epochs=1",
+        "--set", "train.max_steps_per_epoch=3", "--set", "teacher.explainer=saliency",
+        "--set", "explanation_images=8", "--set", "limit_train=300", "--set", "limit_test=60"]
+
+
+def run(tmp_path, *args, name="run"):
+    out = tmp_path / name
+    code = main(["--out", str(out), *FAST, *args])
+    return code, out
+
+
+def test_smoke_end_to_end_writes_rows_and_tables(tmp_path):
+    code, out = run(tmp_path, "--methods", "baseline", "--datasets", "digits,synthetic", "--seeds", "0,1")
+    assert code == 0
+    rows = pd.read_csv(out / "rows.csv")
+    acc = rows[rows.metric == "accuracy"]
+    assert set(zip(acc.dataset, acc.seed)) == {("digits", 0), ("digits", 1), ("synthetic", 0), ("synthetic", 1)}
+    assert acc.value.between(0, 100).all() and (rows.error.isna()).all()
+    assert {"git_sha", "device", "profile"} <= set(rows.columns)
+    config = (out / "config.json").read_text()
+    assert '"packages"' in config and '"git_sha"' in config and '"epochs": 1' in config
+    md = (out / "table2.md").read_text()
+    digits_mean = acc[acc.dataset == "digits"].value.mean()
+    assert f"{digits_mean:.2f} ± " in md and "| digits" in md
+    tex = (out / "table2.tex").read_text()
+    assert r"\toprule" in tex and "digits" in tex and r"$\pm$" in tex
+    table = pd.read_csv(out / "table2.csv")
+    assert table.loc[table.dataset == "digits", "mean"].item() == pytest.approx(digits_mean)
+    assert table["paper"].isna().all()  # embedded data never matches a paper cell
+
+
+def test_rerun_recomputes_nothing(tmp_path, monkeypatch):
+    code, out = run(tmp_path, "--methods", "baseline", "--datasets", "digits")
+    assert code == 0
+    first = pd.read_csv(out / "rows.csv")
+    import benchmarks.grid as grid
+
+    monkeypatch.setattr(grid, "run_cell", lambda *a, **k: pytest.fail("a finished cell was recomputed"))
+    code, out = run(tmp_path, "--methods", "baseline", "--datasets", "digits")
+    assert code == 0
+    pd.testing.assert_frame_equal(first, pd.read_csv(out / "rows.csv"))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--methods", "nosuch"], "valid methods: .*baseline"),
+    (["--datasets", "cifar11"], "valid datasets: .*synthetic"),
+    (["--backbones", "resnet9000"], "valid backbones: .*lenet5"),
+    (["--set", "train.nosuch=1"], "unknown key 'train.nosuch'. Valid keys: .*train.epochs"),
+    (["--set", "train.epochs=many"], "expected an integer"),
+    (["--set", "method.baseline.nosuch=1"], "has no option 'nosuch'"),
+    (["--datasets", "cifar10", "--data-root", "/nonexistent/place"], "--download.*--data-root"),
+])
+def test_bad_input_exits_2_with_a_message(tmp_path, capsys, args, message):
+    import re
+
+    code, _ = run(tmp_path, *args)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert re.search(message, err), err
+    assert "Traceback" not in err
+
+
+def test_failing_cell_becomes_an_error_row_and_the_grid_goes_on(tmp_path, monkeypatch, capsys):
+    (tmp_path / "failing_plugin.py").write_text(
+        "from methods import register_method\n"
+        "from methods.baseline import Baseline\n"
+        "@register_method('always-fails')\n"
+        "class AlwaysFails(Baseline):\n"
+        "    '''Raises during training.'''\n"
+        "    def fit(self, ctx):\n"
+        "        raise FloatingPointError('loss is NaN')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        code, out = run(tmp_path, "--plugin", "failing_plugin", "--methods", "always-fails,baseline",
+                        "--datasets", "digits")
+    finally:
+        _METHODS.pop("always-fails", None)
+        sys.modules.pop("failing_plugin", None)
+    assert code == 1
+    rows = pd.read_csv(out / "rows.csv")
+    failed = rows[rows.method == "always-fails"]
+    assert failed.error.str.contains("FloatingPointError: loss is NaN").all()
+    assert (rows[rows.method == "baseline"].error.fillna("") == "").all()
+    assert "always-fails / tiny / digits / seed 0" in capsys.readouterr().err
+
+
+def test_tables_command_regenerates_without_training(tmp_path):
+    from benchmarks.tables import main as tables_main
+
+    code, out = run(tmp_path, "--methods", "baseline", "--datasets", "digits")
+    (out / "table2.md").unlink()
+    assert tables_main([str(out)]) == 0
+    assert (out / "table2.md").exists()
+
+
+def test_help_explains_the_flags(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for flag in ("--all", "--profile", "--set", "--plugin", "--executor", "--seeds", "--device"):
+        assert flag in text
