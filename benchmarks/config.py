@@ -4,7 +4,8 @@ Valid ``--set`` keys (unknown keys are rejected with the list of valid ones):
 ``train.<field>`` (engine: epochs, batch_size, lr, optimizer, val_fraction, augment, ...),
 ``teacher.explainer``, ``teacher.batch_images``, ``teacher.options.<explainer option>``,
 ``method.<method name>.<option>``, ``input_size.<backbone>``, ``morf.<option>``, and the top-level fields
-``limit_train``, ``limit_test``, ``explanation_images``, ``weights_path``, ``explain_eval``.
+``limit_train``, ``limit_test``, ``explanation_images``, ``weights_path``, ``explain_eval``; grids searched on
+validation accuracy: ``tune.stage1.<train field>=[...]`` and ``tune.method.<method>.<option>=[...]``.
 """
 from __future__ import annotations
 
@@ -49,6 +50,8 @@ class RunConfig:
     explanation_images: int = 64
     morf: dict[str, Any] = field(default_factory=dict)
     progress: bool = True
+    stage1_grid: dict[str, tuple] = field(default_factory=dict)  # paper Table 1 search for the stage-1 model
+    method_grid: dict[str, dict[str, tuple]] = field(default_factory=dict)  # e.g. {"impactx": {"lam": (...)}}
 
     def artifacts_root(self) -> str:
         return self.cache_dir or f"{self.out}/artifacts"
@@ -101,6 +104,8 @@ def apply_settings(cfg: RunConfig, settings: list[str]) -> RunConfig:
     input_size = dict(cfg.input_size)
     method_options = {k: dict(v) for k, v in cfg.method_options.items()}
     morf = dict(cfg.morf)
+    stage1_grid = dict(cfg.stage1_grid)
+    method_grid = {k: dict(v) for k, v in cfg.method_grid.items()}
     train_defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     for item in settings:
         if "=" not in item:
@@ -129,12 +134,20 @@ def apply_settings(cfg: RunConfig, settings: list[str]) -> RunConfig:
             input_size[rest] = _coerce(key, value, None, 0)
         elif head == "morf" and rest:
             morf[rest] = value
+        elif head == "tune" and rest.startswith("stage1.") and rest[7:] in train_defaults:
+            stage1_grid[rest[7:]] = _grid(key, value)
+        elif head == "tune" and rest.startswith("method.") and rest.count(".") == 2:
+            _, name, option = rest.split(".")
+            if name not in list_methods() or option not in get_method_class(name).option_names():
+                raise ConfigError(f"--set {key}: no method {name!r} with option {option!r}")
+            method_grid.setdefault(name, {})[option] = _grid(key, value)
         elif key in TOP_LEVEL_SETTABLE:
             top[key] = value
         else:
             valid = ([f"train.{k}" for k in train_defaults] + ["teacher.explainer", "teacher.batch_images",
                      "teacher.options.<option>", "method.<method>.<option>", "input_size.<backbone>",
-                     "morf.<option>"] + list(TOP_LEVEL_SETTABLE))
+                     "morf.<option>", "tune.stage1.<train field>=[values]",
+                     "tune.method.<method>.<option>=[values]"] + list(TOP_LEVEL_SETTABLE))
             raise ConfigError(f"--set: unknown key {key!r}. Valid keys: {', '.join(valid)}")
     try:
         new_train = TrainConfig(**train)
@@ -142,7 +155,14 @@ def apply_settings(cfg: RunConfig, settings: list[str]) -> RunConfig:
         raise ConfigError(str(err)) from err
     _check_teacher(teacher)
     return dataclasses.replace(cfg, train=new_train, teacher=TeacherConfig(**teacher), input_size=input_size,
-                               method_options=method_options, morf=morf, **top)
+                               method_options=method_options, morf=morf, stage1_grid=stage1_grid,
+                               method_grid=method_grid, **top)
+
+
+def _grid(key: str, value: Any) -> tuple:
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ConfigError(f"--set {key}: expected a non-empty list like [0.2,0.4], got {value!r}")
+    return tuple(value)
 
 
 def _check_teacher(teacher: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ method of a cell reuses the same stage-1 model and the same maps, and a re-run r
 from __future__ import annotations
 
 import hashlib
+import itertools
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -59,6 +60,7 @@ class FitContext:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     artifacts: ArtifactStore = field(default_factory=lambda: ArtifactStore(None))
     facts: dict[str, Any] = field(default_factory=dict)  # recorded with the results (timings, chosen values)
+    stage1_grid: dict[str, tuple] = field(default_factory=dict)  # engine settings searched for stage 1
 
     @property
     def device(self) -> torch.device:
@@ -68,27 +70,45 @@ class FitContext:
         torch.manual_seed(self.seed)
         return self.backbone.build(num_classes or self.data.num_classes, self.data.image_size).to(self.device)
 
-    def stage1_spec(self) -> dict[str, Any]:
+    def stage1_spec(self, engine: Engine | None = None) -> dict[str, Any]:
         return {"backbone": asdict(self.backbone), "data": fingerprint(self.data),
-                "train": asdict(self.engine.cfg), "seed": self.seed}
+                "train": asdict((engine or self.engine).cfg), "seed": self.seed}
 
     def stage1(self) -> tuple[Backbone, str]:
         """The stage-1 model A (the baseline): the backbone fine-tuned with cross-entropy by the shared engine.
 
         Trained once per (backbone config, data, train config, seed) and reused by every method that needs it.
-        Returns the model (in eval mode) and its artifact key.
+        With ``stage1_grid`` (paper Table 1: batch size, lr, validation fraction) every combination is trained
+        (each its own artifact) and the one with the best validation accuracy is kept; the choice is recorded in
+        ``facts["stage1_chosen"]``. Returns the model (in eval mode) and its artifact key.
         """
+        engines = [self.engine]
+        if self.stage1_grid:
+            names = sorted(self.stage1_grid)
+            engines = [self.engine.replace(**dict(zip(names, values)))
+                       for values in itertools.product(*(self.stage1_grid[n] for n in names))]
+        best: tuple[float, dict, str, Engine] | None = None
+        for engine in engines:
+            payload, key = self._stage1_artifact(engine)
+            score = payload["fit"]["best_val_accuracy"]
+            if best is None or score > best[0]:
+                best = (score, payload, key, engine)
+        _, payload, key, engine = best
         model = self.build_backbone()
-
-        def train() -> dict[str, Any]:
-            result = self.engine.fit(model, lambda b: _cross_entropy(model, b), self.data,
-                                     desc=f"stage-1 {self.backbone.name}")
-            return {"state": model.state_dict(), "fit": result.as_dict()}
-
-        payload, key = self.artifacts.get_or_create("stage1", self.stage1_spec(), train, self.device)
         model.load_state_dict(payload["state"])
         self.facts["stage1_fit"] = payload["fit"]
+        if self.stage1_grid:
+            self.facts["stage1_chosen"] = {n: getattr(engine.cfg, n) for n in sorted(self.stage1_grid)}
         return model.eval(), key
+
+    def _stage1_artifact(self, engine: Engine) -> tuple[dict[str, Any], str]:
+        def train() -> dict[str, Any]:
+            model = self.build_backbone()
+            result = engine.fit(model, lambda b: _cross_entropy(model, b), self.data,
+                                desc=f"stage-1 {self.backbone.name}")
+            return {"state": model.state_dict(), "fit": result.as_dict()}
+
+        return self.artifacts.get_or_create("stage1", self.stage1_spec(engine), train, self.device)
 
     def teacher_maps(self, model: torch.nn.Module, model_key: str) -> torch.Tensor:
         """Teacher maps of ``model`` for every training image w.r.t. its true label, [N, C, H, W] float32."""

@@ -171,6 +171,10 @@ class Engine:
                 seen += len(index)
                 bar.update(1)
             train_loss = float(loss_sum) / steps  # one sync per epoch, not per step
+            if not math.isfinite(train_loss):
+                bar.close()
+                raise FloatingPointError(f"non-finite training loss ({train_loss}) in epoch {epoch}: "
+                                         "lower train.lr or check the inputs")
             train_time += time.perf_counter() - t0
             record = {"epoch": epoch, "train_loss": train_loss}
             if len(val_idx):

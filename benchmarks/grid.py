@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import itertools
 import logging
 import random
 import time
@@ -75,8 +76,8 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def cell_spec(cfg: RunConfig, data: DataBundle, group: Group, method: str) -> dict[str, Any]:
-    return {"version": RESULT_VERSION, "method": method, "options": cfg.method_options.get(method, {}),
+def cell_spec(cfg: RunConfig, data: DataBundle, group: Group, method: str, options: dict) -> dict[str, Any]:
+    return {"version": RESULT_VERSION, "method": method, "options": options, "stage1_grid": cfg.stage1_grid,
             "backbone": dataclasses.asdict(backbone_config(cfg, group.backbone)), "data": fingerprint(data),
             "train": dataclasses.asdict(cfg.train), "teacher": dataclasses.asdict(cfg.teacher), "seed": group.seed,
             "explain_eval": cfg.explain_eval and {"n": cfg.explanation_images, "morf": cfg.morf}}
@@ -90,14 +91,12 @@ def run_group(cfg: RunConfig, group: Group, data: DataBundle, artifacts: Artifac
     """Every method of one (dataset, backbone, seed); a failing method becomes an error row, the rest go on."""
     rows: list[dict[str, Any]] = []
     for method in group.methods:
-        spec = cell_spec(cfg, data, group, method)
         try:
-            result, _ = artifacts.get_or_create("cell", spec, lambda: run_cell(cfg, group, method, data, artifacts))
+            result = _best_candidate(cfg, group, method, data, artifacts)
         except Exception as err:  # noqa: BLE001 - a failing cell must not stop the grid
             log.debug("cell failed", exc_info=True)
             result = {"rows": [{"metric": "accuracy", "value": float("nan"), "direction": "higher",
-                                "error": _short_error(err)}], "per_image": None,
-                      "traceback": traceback.format_exc()}
+                                "error": _short_error(err)}], "per_image": None}
         per_image = result.get("per_image")
         for row in result["rows"]:
             rows.append({"method": method, "backbone": group.backbone, "dataset": data.name, "seed": group.seed,
@@ -107,6 +106,25 @@ def run_group(cfg: RunConfig, group: Group, data: DataBundle, artifacts: Artifac
     return rows
 
 
+def _best_candidate(cfg: RunConfig, group: Group, method: str, data: DataBundle,
+                    artifacts: ArtifactStore) -> dict[str, Any]:
+    """The cell's result; with a method grid (e.g. IMPACTX's lambda), the candidate with the best validation
+    accuracy, its chosen values recorded as ``chosen/<option>`` rows. Each candidate is its own artifact."""
+    grid = cfg.method_grid.get(method, {})
+    names = sorted(grid)
+    best: tuple[float, dict[str, Any]] | None = None
+    for values in itertools.product(*(grid[n] for n in names)):
+        options = {**cfg.method_options.get(method, {}), **dict(zip(names, values))}
+        spec = cell_spec(cfg, data, group, method, options)
+        result, _ = artifacts.get_or_create(
+            "cell", spec, lambda: run_cell(cfg, group, method, data, artifacts, options))
+        score = next((r["value"] for r in result["rows"] if r["metric"] == "val_accuracy"), float("-inf"))
+        if best is None or score > best[0]:
+            best = (score, {**result, "rows": result["rows"] + [
+                {"metric": f"chosen/{n}", "value": v, "direction": "info"} for n, v in zip(names, values)]})
+    return best[1]
+
+
 def _short_error(err: BaseException) -> str:
     text = f"{type(err).__name__}: {err}".replace("\n", " ")
     if isinstance(err, torch.cuda.OutOfMemoryError):
@@ -114,15 +132,15 @@ def _short_error(err: BaseException) -> str:
     return text[:300]
 
 
-def run_cell(cfg: RunConfig, group: Group, method_name: str, data: DataBundle,
-             artifacts: ArtifactStore) -> dict[str, Any]:
+def run_cell(cfg: RunConfig, group: Group, method_name: str, data: DataBundle, artifacts: ArtifactStore,
+             options: dict[str, Any]) -> dict[str, Any]:
     from methods.registry import create_method
 
     seed_everything(group.seed)
     engine = Engine(cfg.train, seed=group.seed, progress=cfg.progress, desc=f"{method_name}/{group.backbone}")
     ctx = FitContext(data=data, engine=engine, backbone=backbone_config(cfg, group.backbone), seed=group.seed,
-                     teacher=cfg.teacher, artifacts=artifacts)
-    method = create_method(method_name, group.backbone, data.num_classes, **cfg.method_options.get(method_name, {}))
+                     teacher=cfg.teacher, artifacts=artifacts, stage1_grid=cfg.stage1_grid)
+    method = create_method(method_name, group.backbone, data.num_classes, **options)
     method.to(data.device)
     start = time.perf_counter()
     facts = method.fit(ctx) or {}
@@ -133,14 +151,27 @@ def run_cell(cfg: RunConfig, group: Group, method_name: str, data: DataBundle,
     correct = (logits.argmax(1) == data.test.labels).cpu()
     rows = [{"metric": "accuracy", "value": 100.0 * float(correct.float().mean()), "direction": "higher"},
             {"metric": "fit_seconds", "value": fit_s, "direction": "info"}]
-    for name in ("stage1_fit", "fit"):
-        fit = ctx.facts.get(name) or facts.get(name)
-        if isinstance(fit, dict) and "best_val_accuracy" in fit:
-            rows.append({"metric": f"val_accuracy/{'stage1' if name == 'stage1_fit' else 'method'}",
-                         "value": 100.0 * fit["best_val_accuracy"], "direction": "higher"})
+    rows += validation_rows({**facts, "stage1_fit": ctx.facts.get("stage1_fit")})
+    for name, value in ctx.facts.get("stage1_chosen", {}).items():
+        rows.append({"metric": f"chosen/stage1.{name}", "value": value, "direction": "info"})
     if cfg.explain_eval:
         rows += explanation_rows(cfg, method, data, group.seed)
     return {"rows": rows, "per_image": correct.numpy().astype(bool), "facts": _plain(facts)}
+
+
+def validation_rows(facts: dict[str, Any]) -> list[dict[str, Any]]:
+    """``val_accuracy``: the best validation accuracy of the method's final training stage (what grids select
+    on), plus ``val_accuracy/<stage>`` for every stage that reports one (e.g. the shared stage-1 model)."""
+    rows, last = [], None
+    for name, fit in facts.items():
+        if isinstance(fit, dict) and "best_val_accuracy" in fit:
+            rows.append({"metric": f"val_accuracy/{name.removesuffix('_fit')}",
+                         "value": 100.0 * fit["best_val_accuracy"], "direction": "higher"})
+            if name != "stage1_fit" or last is None:
+                last = rows[-1]["value"]
+    if last is not None:
+        rows.insert(0, {"metric": "val_accuracy", "value": last, "direction": "higher"})
+    return rows
 
 
 def explanation_rows(cfg: RunConfig, method, data: DataBundle, seed: int) -> list[dict[str, Any]]:

@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
     parser.add_argument("--no-explain-eval", action="store_true", help="skip MoRF / ground-truth evaluation")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--no-tune", action="store_true",
+                        help="skip the profile's grid searches (stage-1 hyper-parameters, IMPACTX lambda)")
     parser.add_argument("--list", action="store_true", help="list registered methods, backbones, datasets, "
                                                             "explainers and exit")
     return parser
@@ -89,6 +91,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
                   plugins=tuple(args.plugin), explain_eval=not args.no_explain_eval, progress=not args.no_progress)
     if args.no_pretrained:
         fields["pretrained"] = False
+    if args.no_tune:
+        fields.update(stage1_grid={}, method_grid={})
     return apply_settings(RunConfig(**fields), args.set)
 
 
