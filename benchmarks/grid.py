@@ -90,9 +90,10 @@ def backbone_config(cfg: RunConfig, name: str) -> BackboneConfig:
 def run_group(cfg: RunConfig, group: Group, data: DataBundle, artifacts: ArtifactStore) -> list[dict[str, Any]]:
     """Every method of one (dataset, backbone, seed); a failing method becomes an error row, the rest go on."""
     rows: list[dict[str, Any]] = []
+    results: dict[str, dict[str, Any]] = {}
     for method in group.methods:
         try:
-            result = _best_candidate(cfg, group, method, data, artifacts)
+            result = results[method] = _best_candidate(cfg, group, method, data, artifacts)
         except Exception as err:  # noqa: BLE001 - a failing cell must not stop the grid
             log.debug("cell failed", exc_info=True)
             result = {"rows": [{"metric": "accuracy", "value": float("nan"), "direction": "higher",
@@ -103,6 +104,7 @@ def run_group(cfg: RunConfig, group: Group, data: DataBundle, artifacts: Artifac
                          "error": "", **row})
             if row["metric"] == "accuracy" and per_image is not None:
                 rows[-1]["per_image"] = "".join("1" if c else "0" for c in per_image)
+    write_figures(cfg, group, data.name, results)
     return rows
 
 
@@ -154,9 +156,11 @@ def run_cell(cfg: RunConfig, group: Group, method_name: str, data: DataBundle, a
     rows += validation_rows({**facts, "stage1_fit": ctx.facts.get("stage1_fit")})
     for name, value in ctx.facts.get("stage1_chosen", {}).items():
         rows.append({"metric": f"chosen/stage1.{name}", "value": value, "direction": "info"})
+    figure = None
     if cfg.explain_eval:
-        rows += explanation_rows(cfg, method, data, group.seed)
-    return {"rows": rows, "per_image": correct.numpy().astype(bool), "facts": _plain(facts)}
+        explanation, figure = explanation_rows(cfg, method, data, group.seed)
+        rows += explanation
+    return {"rows": rows, "per_image": correct.numpy().astype(bool), "facts": _plain(facts), "figure": figure}
 
 
 def validation_rows(facts: dict[str, Any]) -> list[dict[str, Any]]:
@@ -174,13 +178,48 @@ def validation_rows(facts: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def explanation_rows(cfg: RunConfig, method, data: DataBundle, seed: int) -> list[dict[str, Any]]:
-    from benchmarks.explanation_quality import evaluate_explanations
+N_EXAMPLES = 4  # example rows kept per cell for the paper-style figure
 
-    rows = evaluate_explanations(method, data, n_images=cfg.explanation_images, seed=seed,
-                                 explainer=cfg.teacher.explainer, explainer_options=cfg.teacher.options,
-                                 morf_options=cfg.morf)
-    return [{k: v for k, v in row.items() if k in ("metric", "value", "direction")} for row in rows]
+
+def explanation_rows(cfg: RunConfig, method, data: DataBundle, seed: int) -> tuple[list[dict[str, Any]], dict]:
+    """MoRF / ground-truth rows of a trained method, and what the figures need (curves, a few examples)."""
+    from benchmarks.explanation_quality import explain_and_perturb, rows_from_run
+
+    run = explain_and_perturb(method, data, n_images=cfg.explanation_images, seed=seed,
+                              explainer=cfg.teacher.explainer, explainer_options=cfg.teacher.options,
+                              morf_options=cfg.morf)
+    rows = [{k: v for k, v in row.items() if k in ("metric", "value", "direction")} for row in rows_from_run(run)]
+    figure = {"curves": {k: v.half().cpu() for k, v in run.curves.items()},
+              "images": run.images[:N_EXAMPLES].cpu(),
+              "maps": {k: v[:N_EXAMPLES].float().cpu() for k, v in run.maps.items() if k != "random"},
+              "titles": [data.classes[int(t)] for t in run.target[:N_EXAMPLES]]}
+    return rows, figure
+
+
+def write_figures(cfg: RunConfig, group: Group, dataset: str, results: dict[str, dict[str, Any]]) -> None:
+    """Per group: mean MoRF curves of every method's own map (+ SHAP on the baseline, + random), and per method
+    an example grid like the paper's Figs 3-5. Figures are re-drawn from stored results, so resumed runs get them."""
+    from pathlib import Path
+
+    from benchmarks.figures import plot_examples, plot_morf_curves
+
+    figures = {m: r["figure"] for m, r in results.items() if r.get("figure")}
+    if not figures:
+        return
+    folder = Path(cfg.out) / "figures"
+    stem = f"{dataset.replace(':', '-').replace('/', '_')}_{group.backbone}_seed{group.seed}"
+    curves = {f"{m} (own)": f["curves"]["own"].float() for m, f in figures.items()}
+    for source in ("shap", cfg.teacher.explainer, "random"):
+        first = next((f["curves"][source] for f in figures.values() if source in f["curves"]), None)
+        if first is not None and source != "own":
+            curves.setdefault(f"{source} ({next(iter(figures))})", first.float())
+    try:
+        plot_morf_curves(curves, folder / f"morf_{stem}.png", title=f"MoRF, {dataset} / {group.backbone}")
+        for method, f in figures.items():
+            plot_examples(f["images"], f["maps"], {k: v.float()[:N_EXAMPLES] for k, v in f["curves"].items()},
+                          folder / f"examples_{stem}_{method}.png", titles=f["titles"])
+    except Exception:  # noqa: BLE001 - a figure must never cost the results
+        log.warning("could not draw figures for %s", stem, exc_info=True)
 
 
 def _plain(value: Any) -> Any:

@@ -14,7 +14,7 @@ def smoke() -> dict[str, Any]:
     """Minutes on a 2-core CPU: every registered method, LeNet-5, the embedded offline datasets."""
     return dict(
         methods=("*",), backbones=("lenet5",), datasets=("digits", "synthetic"), seeds=(0,),
-        train=TrainConfig(epochs=4, batch_size=64, lr=2e-3, val_fraction=0.1, augment=False),
+        train=TrainConfig(epochs=8, batch_size=64, lr=2e-3, val_fraction=0.1, augment=False),
         teacher=TeacherConfig("partition", {"max_evals": 200}, batch_images=500),
         method_options={"wae-shap": {"explainer_options": {"max_evals": 100}}},
         explanation_images=64, morf={"noise_draws": 1},

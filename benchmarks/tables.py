@@ -153,15 +153,21 @@ def explanations_long(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def explanations_wide(long: pd.DataFrame, arrows: dict[str, str] = ARROW) -> pd.DataFrame:
+    """Rows: dataset, backbone, method, score (with its direction); columns: the map sources (own, shap, random)."""
     if long.empty:
         return pd.DataFrame()
-    long = long.assign(column=[f"{m} ({arrows[d]})" for m, d in zip(long["metric"], long["direction"])])
-    long["text"] = [f"{a:.3f}" if n <= 1 else f"{a:.3f} ± {s:.3f}"
-                    for a, s, n in zip(long["mean"], long["std"], long["n"])]
-    wide = long.pivot_table(index=["dataset", "backbone", "method"], columns="column", values="text",
+    parts = long["metric"].str.split("/", n=1, expand=True)
+    long = long.assign(score=[f"{s} ({arrows[d]})" for s, d in zip(parts[0], long["direction"])],
+                       source=parts[1].fillna(""),
+                       text=[f"{a:.3f}" if n <= 1 else f"{a:.3f} ± {s:.3f}"
+                             for a, s, n in zip(long["mean"], long["std"], long["n"])])
+    wide = long.pivot_table(index=["dataset", "backbone", "method", "score"], columns="source", values="text",
                             aggfunc="first", sort=False).reset_index()
     wide.columns.name = None
-    return wide.fillna("")
+    sources = [c for c in ("own", "shap") if c in wide.columns]
+    sources += [c for c in wide.columns[4:] if c not in sources and c != "random"]
+    sources += ["random"] if "random" in wide.columns else []
+    return wide.reindex(columns=["dataset", "backbone", "method", "score", *sources]).fillna("")
 
 
 def to_markdown(frame: pd.DataFrame) -> str:
@@ -176,11 +182,11 @@ def _latex_cell(text: str) -> str:
     return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in str(text))
 
 
-def to_latex(frame: pd.DataFrame, caption: str, label: str) -> str:
+def to_latex(frame: pd.DataFrame, caption: str, label: str, text_columns: int = 2) -> str:
     """A booktabs table (needs \\usepackage{booktabs})."""
     columns = list(frame.columns)
     lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{_latex_cell(caption)}}}", rf"\label{{{label}}}",
-             r"\begin{tabular}{" + "ll" + "r" * (len(columns) - 2) + "}", r"\toprule",
+             r"\begin{tabular}{" + "l" * text_columns + "r" * (len(columns) - text_columns) + "}", r"\toprule",
              " & ".join(_latex_cell(c) for c in columns) + r" \\", r"\midrule"]
     previous = None
     for _, row in frame.iterrows():
@@ -230,7 +236,7 @@ def write_all_tables(out: str | Path) -> list[Path]:
         put("explanations.md", "Explanation quality (↑ higher is better, ↓ lower is better).\n\n"
                                + to_markdown(explanations_wide(explanations)) + "\n")
         put("explanations.tex", to_latex(explanations_wide(explanations), EXPLANATIONS_CAPTION,
-                                         "tab:explanations"))
+                                         "tab:explanations", text_columns=4))
     return written
 
 

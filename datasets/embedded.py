@@ -66,7 +66,9 @@ def make_synthetic(n: int, generator: torch.Generator, templates: torch.Tensor, 
 def synthetic(root: str = "", download: bool = False, seed: int = 0, train_size: int = 2000,
               test_size: int = 500) -> DataBundle:
     generator = torch.Generator().manual_seed(DATA_SEED)
-    templates = torch.rand(10, 3, 8, 8, generator=generator).round()  # binary colour patterns, one per class
+    # One binary colour pattern per class, in 2x2-pixel blocks (coarse enough for LeNet-5's 5x5 filters).
+    coarse = torch.rand(10, 3, 4, 4, generator=generator).round()
+    templates = coarse.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
     train = make_synthetic(train_size, generator, templates)
     test = make_synthetic(test_size, generator, templates)
     mean, std = stats_of(train.images)

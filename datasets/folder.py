@@ -76,5 +76,6 @@ def imagefolder(path: str | None, root: str, download: bool, seed: int = 0) -> D
     train_x, train_y, classes = _read_split(tree / "train", None)
     test_x, test_y, _ = _read_split(tree / "test", classes)
     mean, std = stats_of(train_x)
-    return DataBundle(f"imagefolder:{path}", classes, Split(train_x, train_y), Split(test_x, test_y), mean, std,
+    name = f"imagefolder:{Path(path).name.split('.')[0]}"  # short label; the content fingerprint keys caches
+    return DataBundle(name, classes, Split(train_x, train_y), Split(test_x, test_y), mean, std,
                       description=f"image folder {tree}")
