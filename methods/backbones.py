@@ -182,3 +182,126 @@ def _weights_error(model_name: str, err: Exception) -> PretrainedWeightsUnavaila
         "On a machine without internet either train from scratch with --no-pretrained, or download the weights "
         "elsewhere and pass the local file with --set weights_path=/path/to/model.safetensors "
         "(or pre-fill the Hugging Face cache, HF_HOME).")
+
+
+# ------------------------------------------------------------------------------------------------ ABN split points
+# ABN (Fukui et al. 2019) splits a backbone before its last downsampling stage. A split function maps a *built*
+# Backbone to an AbnSplit; register one for a new backbone with ``@register_abn_split("name")`` (the Backbone's
+# ``name``), next to its ``@register_backbone``. timm models built from timm's EfficientNet class (MobileNet v1/v2/v3,
+# EfficientNet, ...) and timm ResNets get one automatically.
+
+
+@dataclass
+class AbnSplit:
+    """Where ABN cuts a backbone.
+
+    ``extractor``: g(x) on the (already resized) input -> feature map [B, Cg, h, w]. ``perception``: the original
+    remaining stages, g'(x) -> pooled features [B, num_features] (the backbone's ``head`` follows).
+    ``attention_trunk``: a copy of the remaining stage(s) whose downsampling is removed (first stride 1 / "same"
+    padding), g(x) -> [B, Ca, h, w] at g's resolution. Modules are the backbone's own (perception) or deep copies
+    (attention trunk), so pretrained weights carry over to both.
+    """
+
+    extractor: nn.Module
+    perception: nn.Module
+    attention_trunk: nn.Module
+
+
+ABN_SPLITS: dict[str, Callable[[Backbone], AbnSplit]] = {}
+
+
+def register_abn_split(name: str):
+    def decorator(fn: Callable[[Backbone], AbnSplit]) -> Callable[[Backbone], AbnSplit]:
+        if name in ABN_SPLITS:
+            raise ValueError(f"an ABN split for backbone {name!r} is already registered")
+        ABN_SPLITS[name] = fn
+        return fn
+
+    return decorator
+
+
+def abn_split(backbone: Backbone) -> AbnSplit:
+    """The ABN split of a built backbone: its registered split function, else a generic one for timm models."""
+    if backbone.name in ABN_SPLITS:
+        return ABN_SPLITS[backbone.name](backbone)
+    body = backbone.body
+    if hasattr(body, "conv_stem") and hasattr(body, "blocks"):
+        return _timm_efficientnet_split(backbone)
+    if all(hasattr(body, f"layer{i}") for i in range(1, 5)):
+        return _timm_resnet_split(backbone)
+    raise ValueError(f"no ABN split point for backbone {backbone.name!r}; register one with "
+                     f"methods.backbones.register_abn_split({backbone.name!r}) (known: {sorted(ABN_SPLITS)})")
+
+
+def _strides_to_one(module: nn.Module, first_only: bool = True) -> nn.Module:
+    """Set the stride of the first strided convolution (or all, with ``first_only=False``) of ``module`` to 1."""
+    for sub in module.modules():
+        if isinstance(sub, nn.Conv2d) and tuple(sub.stride) != (1, 1):
+            sub.stride = (1, 1)
+            if first_only:
+                break
+    return module
+
+
+@register_abn_split("lenet5")
+def _lenet5_split(backbone: Backbone) -> AbnSplit:
+    """After conv1 + pool (14x14 at 32 px); attention trunk = a "same"-padded copy of conv2 + ReLU (no pool)."""
+    body = backbone.body
+    conv2 = body[3]
+    same = nn.Conv2d(conv2.in_channels, conv2.out_channels, conv2.kernel_size, padding=conv2.kernel_size[0] // 2)
+    same.load_state_dict(conv2.state_dict())
+    return AbnSplit(body[:3], body[3:], nn.Sequential(same, nn.ReLU(inplace=True)))
+
+
+@register_abn_split("tiny")
+def _tiny_split(backbone: Backbone) -> AbnSplit:
+    """After conv1 + pool; attention trunk = a copy of conv2 + ReLU (stride 1 already)."""
+    body = backbone.body
+    return AbnSplit(body[:3], body[3:], copy.deepcopy(body[3:5]))
+
+
+def _stride2_stage(blocks: nn.Sequential) -> int:
+    """Index of the last stage whose first convolution is strided."""
+    last = None
+    for i, stage in enumerate(blocks):
+        conv = next((m for m in stage.modules() if isinstance(m, nn.Conv2d) and tuple(m.stride) != (1, 1)), None)
+        if conv is not None:
+            last = i
+    if last is None:
+        raise ValueError("no strided stage to split before")
+    return last
+
+
+class _Pool(nn.Module):
+    """timm's forward_head without the classifier: global pool (+ flatten) and the model's dropout."""
+
+    def __init__(self, global_pool: nn.Module, drop_rate: float) -> None:
+        super().__init__()
+        self.global_pool = global_pool
+        self.drop_rate = drop_rate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.global_pool(x).flatten(1)
+        return F.dropout(x, p=self.drop_rate, training=self.training) if self.drop_rate > 0 else x
+
+
+@register_abn_split("mobilenet")
+@register_abn_split("efficientnet_b2")
+def _timm_efficientnet_split(backbone: Backbone) -> AbnSplit:
+    """timm EfficientNet-class models (MobileNet v1, EfficientNet-B2, ...): before the last stride-2 stage;
+    the attention trunk copies the remaining stages (pretrained weights included) with the first stride set to 1."""
+    body = backbone.body
+    s = _stride2_stage(body.blocks)
+    extractor = nn.Sequential(body.conv_stem, body.bn1, *body.blocks[:s])
+    perception = nn.Sequential(*body.blocks[s:], body.conv_head, body.bn2,
+                               _Pool(body.global_pool, float(getattr(body, "drop_rate", 0.0))))
+    trunk = _strides_to_one(copy.deepcopy(nn.Sequential(*body.blocks[s:])), first_only=False)
+    return AbnSplit(extractor, perception, trunk)
+
+
+def _timm_resnet_split(backbone: Backbone) -> AbnSplit:
+    """timm ResNets: g = up to layer3; attention trunk = a stride-1 copy of layer4 (as in the official ABN code)."""
+    body = backbone.body
+    extractor = nn.Sequential(body.conv1, body.bn1, body.act1, body.maxpool, body.layer1, body.layer2, body.layer3)
+    perception = nn.Sequential(body.layer4, _Pool(body.global_pool, float(getattr(body, "drop_rate", 0.0))))
+    return AbnSplit(extractor, perception, _strides_to_one(copy.deepcopy(body.layer4), first_only=False))

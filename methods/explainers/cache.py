@@ -1,8 +1,25 @@
-"""Teacher-map cache (placeholder: one artifact per (model, data, split, explainer config); sharding to come)."""
+"""Teacher-map cache: resumable float16 shards on disk, one directory per (model, data, split, explainer config).
+
+Layout under ``<artifacts.root>/maps/<key>/``: ``spec.json`` (what the key was made of, for humans) and
+``shard_00000.pt``, ``shard_00001.pt``, ... each holding the maps of ``teacher.batch_images`` consecutive images
+as float16. A shard file is ``8-byte header length | JSON header | torch.save payload``; the header carries the
+payload's SHA-256, the cache key, the shard's index, image range and shape, and is checked on load, so a truncated
+or corrupt shard (or one from another key) is detected and recomputed. Shards are written atomically (temporary
+file + rename), so killing a run loses at most the shard in progress and a restart computes only missing shards.
+
+The key covers the model key *and* a checksum of the model's weights, the dataset fingerprint *and* a hash of the
+split's own images and labels, the split name, the explainer's ``config()`` and the shard size: a changed model,
+subset or explainer option never reuses stale maps. With ``artifacts.root is None`` maps live in memory only.
+"""
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import TYPE_CHECKING
+import hashlib
+import io
+import json
+import logging
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -13,23 +30,142 @@ if TYPE_CHECKING:
     from benchmarks.context import TeacherConfig
     from datasets.base import DataBundle
 
+log = logging.getLogger(__name__)
+MAPS_KIND = "maps"
 
-def cached_maps(model: torch.nn.Module, data: "DataBundle", split: str, teacher: "TeacherConfig",
-                model_key: str, artifacts: "ArtifactStore") -> torch.Tensor:
-    """Maps of ``model`` for every image of ``data.<split>`` w.r.t. its true label, [N, C, H, W] float32."""
+
+class CorruptShard(RuntimeError):
+    pass
+
+
+def weights_checksum(model: torch.nn.Module) -> str:
+    """SHA-1 of the model's parameters and buffers (names, shapes, dtypes, values)."""
+    h = hashlib.sha1()
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().cpu().contiguous().reshape(-1)
+        h.update(f"{name}:{tuple(tensor.shape)}:{t.dtype}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+def split_checksum(images: torch.Tensor, labels: torch.Tensor) -> str:
+    h = hashlib.sha1()
+    for t in (images, labels):
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return f"{len(labels)}:{h.hexdigest()[:16]}"
+
+
+def maps_spec(model: torch.nn.Module, data: "DataBundle", split: str, teacher: "TeacherConfig", model_key: str,
+              explainer_config: dict[str, Any]) -> dict[str, Any]:
     from benchmarks.context import fingerprint
 
+    part = getattr(data, split)
+    return {"model": model_key, "weights": weights_checksum(model), "data": fingerprint(data), "split": split,
+            "split_content": split_checksum(part.images, part.labels), "explainer": explainer_config,
+            "shard_images": int(teacher.batch_images)}
+
+
+def shard_path(directory: Path, index: int) -> Path:
+    return directory / f"shard_{index:05d}.pt"
+
+
+def write_shard(path: Path, key: str, index: int, start: int, maps: torch.Tensor) -> None:
+    from benchmarks.artifacts import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    torch.save(maps.detach().to(device="cpu", dtype=torch.float16).contiguous(), buffer)
+    body = buffer.getvalue()
+    header = json.dumps({"sha256": hashlib.sha256(body).hexdigest(), "key": key, "index": index, "start": start,
+                         "stop": start + int(maps.shape[0]), "shape": list(maps.shape)}).encode()
+    atomic_write_bytes(path, len(header).to_bytes(8, "little") + header + body)
+
+
+def read_shard(path: Path, key: str, index: int, start: int, stop: int) -> torch.Tensor:
+    """The float16 maps of a shard; :class:`CorruptShard` if anything does not check out."""
+    raw = path.read_bytes()
+    try:
+        size = int.from_bytes(raw[:8], "little")
+        if len(raw) < 8 + size:
+            raise CorruptShard("truncated header")
+        header = json.loads(raw[8:8 + size])
+        body = raw[8 + size:]
+        if hashlib.sha256(body).hexdigest() != header["sha256"]:
+            raise CorruptShard("checksum mismatch (truncated or corrupt payload)")
+        if (header["key"], header["index"], header["start"], header["stop"]) != (key, index, start, stop):
+            raise CorruptShard(f"header does not match (key {header['key']}, images {header['start']}:"
+                               f"{header['stop']}; expected {key}, {start}:{stop})")
+        maps = torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
+        if not isinstance(maps, torch.Tensor) or list(maps.shape) != header["shape"] or maps.shape[0] != stop - start:
+            raise CorruptShard("payload shape does not match its header")
+    except CorruptShard as err:
+        raise CorruptShard(f"{path}: {err}") from err
+    except (ValueError, KeyError, TypeError, json.JSONDecodeError, RuntimeError, EOFError, UnicodeDecodeError) as err:
+        raise CorruptShard(f"{path}: {type(err).__name__}: {err}") from err
+    return maps
+
+
+def cached_maps(model: torch.nn.Module, data: "DataBundle", split: str, teacher: "TeacherConfig",
+                model_key: str, artifacts: "ArtifactStore", progress: bool = True) -> torch.Tensor:
+    """Maps of ``model`` for every image of ``data.<split>`` w.r.t. its true label, [N, C, H, W] float32 on
+    ``data.device`` (stored as float16). Computes only the shards that are missing or corrupt."""
+    from benchmarks.artifacts import atomic_write_bytes, spec_key
+
     explainer = create_explainer(teacher.explainer, **teacher.options)
-    images = getattr(data, split)
+    part = getattr(data, split)
+    spec = maps_spec(model, data, split, teacher, model_key, explainer.config())
+    key = spec_key(MAPS_KIND, spec)
+    memory_key = f"{MAPS_KIND}/{key}"
+    memory = artifacts._memory  # the store's in-process cache (shared with its other artifacts)
+    if memory_key in memory:
+        artifacts.loaded.append(memory_key)
+        return memory[memory_key].float().to(data.device)
 
-    def compute() -> torch.Tensor:
-        out = []
-        for i in range(0, len(images), teacher.batch_images):
-            x = data.normalize(images.images[i:i + teacher.batch_images])
-            out.append(explainer.explain(model, x, images.labels[i:i + teacher.batch_images]).half().cpu())
-        return torch.cat(out)
+    n, per = len(part), max(1, int(teacher.batch_images))
+    n_shards = math.ceil(n / per)
+    directory = None if artifacts.root is None else artifacts.root / MAPS_KIND / key
+    if directory is not None:
+        directory.mkdir(parents=True, exist_ok=True)
+        spec_file = directory / "spec.json"
+        if not spec_file.exists():
+            atomic_write_bytes(spec_file, json.dumps({"key": key, "images": n, "shards": n_shards, **spec},
+                                                     indent=1, default=str).encode())
+    shards: list[torch.Tensor | None] = [None] * n_shards
+    todo = []
+    for i in range(n_shards):
+        start, stop = i * per, min(n, (i + 1) * per)
+        path = None if directory is None else shard_path(directory, i)
+        if path is not None and path.exists():
+            try:
+                shards[i] = read_shard(path, key, i, start, stop)
+                artifacts.loaded.append(f"{memory_key}/{i}")
+                continue
+            except CorruptShard as err:
+                log.warning("rebuilding corrupt map shard: %s", err)
+        todo.append(i)
 
-    spec = {"model": model_key, "data": fingerprint(data), "split": split, "explainer": explainer.config(),
-            "teacher": asdict(teacher)}
-    maps, _ = artifacts.get_or_create("maps", spec, compute)
+    if todo:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n, initial=n - sum(min(n, (i + 1) * per) - i * per for i in todo), unit="img",
+                   desc=f"maps {teacher.explainer} {split}", disable=not progress, dynamic_ncols=True,
+                   mininterval=1.0)
+        was_training = model.training
+        model.eval()
+        if progress and hasattr(explainer, "_progress"):
+            explainer._progress = True  # partition: a second bar over the evaluations of the current shard
+        try:
+            for i in todo:
+                start, stop = i * per, min(n, (i + 1) * per)
+                x = data.normalize(part.images[start:stop])
+                maps = explainer.explain(model, x, part.labels[start:stop]).detach().to("cpu", torch.float16)
+                if directory is not None:
+                    write_shard(shard_path(directory, i), key, i, start, maps)
+                shards[i] = maps
+                artifacts.created.append(f"{memory_key}/{i}")
+                bar.update(stop - start)
+        finally:
+            model.train(was_training)
+            bar.close()
+    maps = torch.cat(shards) if shards else torch.zeros(0, *part.images.shape[1:], dtype=torch.float16)
+    memory[memory_key] = maps
     return maps.float().to(data.device)

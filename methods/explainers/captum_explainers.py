@@ -70,9 +70,21 @@ class GradientShap(_CaptumExplainer):
         self.n_samples, self.stdevs, self.seed = n_samples, stdevs, seed
 
     def attribute(self, method: Any, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        torch.manual_seed(self.seed)
-        baselines = torch.zeros(2, *x.shape[1:], device=x.device)
-        return method.attribute(x, baselines=baselines, target=target, n_samples=self.n_samples, stdevs=self.stdevs)
+        import numpy as np
+
+        # captum draws the noise with torch and the baseline choice / interpolation points with NumPy's global
+        # RNG: seed both for this call only, and leave the callers' streams as they were
+        devices = [x.device] if x.device.type == "cuda" else []
+        state = np.random.get_state()
+        try:
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(self.seed)
+                np.random.seed(self.seed)
+                baselines = torch.zeros(2, *x.shape[1:], device=x.device)
+                return method.attribute(x, baselines=baselines, target=target, n_samples=self.n_samples,
+                                        stdevs=self.stdevs)
+        finally:
+            np.random.set_state(state)
 
 
 @register_explainer("occlusion")
