@@ -67,7 +67,10 @@ def main(argv=None) -> int:
     cfg = TrainConfig(epochs=1, batch_size=args.batch_size, lr=1e-3, val_fraction=0.0, augment=args.augment,
                       max_steps_per_epoch=args.steps)
     results = {"bare": [], "engine": []}
-    make = lambda: create_backbone(args.backbone, data.num_classes, data.image_size, pretrained=False).to(device)
+
+    def make() -> torch.nn.Module:
+        return create_backbone(args.backbone, data.num_classes, data.image_size, pretrained=False).to(device)
+
     bare_loop(make(), x_float, y, args.batch_size, 20, 1e-3)  # warm-up outside the timer
     for repeat in range(args.repeats):
         torch.manual_seed(repeat)

@@ -1,11 +1,12 @@
 """Speed of the batched ``partition`` explainer vs shap's own (``shap-partition``) and vs the compute floor.
 
-For each configuration (backbone, image size): ``partition`` explains ``--images`` images in one call,
-``shap-partition`` explains the first ``--shap-images`` of the same images (per-image seconds are compared), and
-the *compute floor* is the time of the same number of plain forward passes (images x max_evals, softmax included)
-at the same forward batch size. Medians over ``--repeats`` runs; the maps of the shared images are checked for
-parity on the way.
-Models are randomly initialised (speed does not depend on the weights).
+For each configuration (backbone, image size): ``partition`` explains ``--images`` images in one call, in two
+variants (``eager`` and ``compiled``: its ``compile`` option), ``shap-partition`` explains the first
+``--shap-images`` of the same images (per-image seconds are compared), and each variant's *compute floor* is the
+time of the same number of plain forward passes (images x max_evals, softmax included) at the same forward batch
+size, layout and compilation. Medians over ``--repeats`` runs, all contenders interleaved in every repeat; the maps
+of the shared images are checked for parity on the way. Models are randomly initialised (speed does not depend on
+the weights); shap is warmed up (numba) outside the timer.
 
     python -m benchmarks.bench_partition --json runs/bench_partition.json
     python -m benchmarks.bench_partition --images 100 --shap-images 10 --configs lenet5:32 lenet5:96 mobilenet:32:noshap
@@ -25,6 +26,7 @@ import torch
 
 from methods.backbones import create_backbone
 from methods.explainers import create_explainer
+from methods.fast_forward import BatchForward, compile_model, prefers_channels_last
 
 
 def parse_config(text: str) -> dict:
@@ -45,15 +47,16 @@ def timed(fn, repeats: int) -> tuple[list[float], object]:
     return times, out
 
 
-def floor_time(model, size: int, n_forward: int, batch: int, device) -> float:
-    """Seconds for ``n_forward`` plain forward passes (+ softmax) in batches of ``batch``."""
+def floor_time(forward, size: int, n_forward: int, batch: int, device) -> float:
+    """Seconds for ``n_forward`` plain forward passes (+ softmax) in batches of ``batch`` through ``forward`` (a
+    :class:`methods.fast_forward.BatchForward`: the layout, and the compilation if any, that partition uses)."""
     xb = torch.randn(min(batch, n_forward), 3, size, size, device=device)
     t0 = time.perf_counter()
     with torch.no_grad():
         done = 0
         while done < n_forward:
             k = min(batch, n_forward - done)
-            torch.softmax(model(xb[:k]), dim=1)
+            torch.softmax(forward(xb[:k]), dim=1)
             done += k
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -68,6 +71,9 @@ def parity(ref: torch.Tensor, new: torch.Tensor) -> dict:
     return {"min_pearson": min(pearson), "max_rel_diff": max(rel)}
 
 
+VARIANTS = {"eager": False, "compiled": True}  # partition's ``compile`` option
+
+
 def run_config(cfg: dict, args, device) -> dict:
     torch.manual_seed(0)
     model = create_backbone(cfg["backbone"], 10, cfg["size"], pretrained=False).to(device).eval()
@@ -75,51 +81,67 @@ def run_config(cfg: dict, args, device) -> dict:
     x = torch.randn(args.images, 3, cfg["size"], cfg["size"], generator=g).to(device)
     target = (torch.arange(args.images) % 10).to(device)
     batch = args.batch_size or min(1024, max(32, 2_000_000 // x[0].numel()))  # 0: partition's CPU default
-    part = create_explainer("partition", max_evals=args.max_evals, batch_size=batch)
-    part.explain(model, x[:2], target[:2])  # warm-up: builds the partition tree once per shape
+    variants = {v: c for v, c in VARIANTS.items() if v in args.variants}
+    explainers = {v: create_explainer("partition", max_evals=args.max_evals, batch_size=batch, compile=c)
+                  for v, c in variants.items()}
+    compiled = compile_model(model) if variants.get("compiled") else None
+    floors = {v: BatchForward(model, batch, prefers_channels_last(device), compiled if c else None)
+              for v, c in variants.items()}
     n_forward = args.images * args.max_evals
+    for v in variants:  # warm-up outside the timer: partition trees, compilation
+        explainers[v].explain(model, x[:2], target[:2])
+        floor_time(floors[v], cfg["size"], 2 * batch, batch, device)
     run_shap = cfg["shap"] and args.shap_images > 0
     ns = min(args.shap_images, args.images)
     ref = create_explainer("shap-partition", max_evals=args.max_evals)
     if run_shap:
         create_explainer("shap-partition", max_evals=50).explain(model, x[:1], target[:1])  # numba warm-up
-    # the machine may be shared: interleave the three measurements in every repeat so load changes hit all alike
-    p_times, f_times, s_times, p_maps, s_maps = [], [], [], None, None
+    # the machine may be shared: interleave all measurements in every repeat so load changes hit all alike
+    times: dict[str, list[float]] = {k: [] for v in variants for k in (v, f"floor {v}")}
+    times["shap"] = []
+    maps: dict[str, torch.Tensor] = {}
     for r in range(max(args.repeats, args.shap_repeats if run_shap else 0)):
         if r < args.repeats:
-            t, p_maps = timed(lambda: part.explain(model, x, target), 1)
-            p_times += t
-            f_times.append(floor_time(model, cfg["size"], n_forward, batch, device))
+            for v in variants:
+                t, maps[v] = timed(lambda: explainers[v].explain(model, x, target), 1)
+                times[v] += t
+                times[f"floor {v}"].append(floor_time(floors[v], cfg["size"], n_forward, batch, device))
         if run_shap and r < args.shap_repeats:
-            t, s_maps = timed(lambda: ref.explain(model, x[:ns], target[:ns]), 1)
-            s_times += t
+            t, maps["shap"] = timed(lambda: ref.explain(model, x[:ns], target[:ns]), 1)
+            times["shap"] += t
     row = {"backbone": cfg["backbone"], "size": cfg["size"], "max_evals": args.max_evals, "images": args.images,
-           "forward_batch": batch, "partition_s": p_times, "floor_s": f_times,
-           "partition_s_per_image": statistics.median(p_times) / args.images,
-           "floor_s_per_image": statistics.median(f_times) / args.images}
-    row["partition_over_floor"] = row["partition_s_per_image"] / row["floor_s_per_image"]
-    if run_shap:
-        row.update({"shap_images": ns, "shap_s": s_times,
-                    "shap_s_per_image": statistics.median(s_times) / ns,
-                    "parity": parity(s_maps.cpu(), p_maps[:ns].cpu())})
-        row["speedup_vs_shap"] = row["shap_s_per_image"] / row["partition_s_per_image"]
+           "shap_images": ns if run_shap else 0, "forward_batch": batch, "seconds": times, "per_image": {}}
+    for name, ts in times.items():
+        if ts:
+            row["per_image"][name] = statistics.median(ts) / (ns if name == "shap" else args.images)
+    for v in variants:
+        row[f"{v}_over_floor"] = row["per_image"][v] / row["per_image"][f"floor {v}"]
+        if run_shap:
+            row[f"{v}_speedup_vs_shap"] = row["per_image"]["shap"] / row["per_image"][v]
+            row[f"{v}_parity"] = parity(maps["shap"].cpu(), maps[v][:ns].cpu())
     return row
 
 
 def table(rows: list[dict]) -> str:
-    head = ["backbone", "px", "evals", "imgs", "partition s/img", "floor s/img", "part/floor", "shap imgs",
-            "shap s/img", "speedup", "parity (min r, max rel diff)"]
+    head = ["backbone", "px", "evals", "imgs", "variant", "s/img", "floor s/img", "/floor", "shap s/img",
+            "speedup vs shap", "parity (min r, max rel diff)"]
     lines = [head]
     for r in rows:
-        lines.append([r["backbone"], str(r["size"]), str(r["max_evals"]), str(r["images"]),
-                      f"{r['partition_s_per_image']:.4f}", f"{r['floor_s_per_image']:.4f}",
-                      f"{r['partition_over_floor']:.2f}", str(r.get("shap_images", "-")),
-                      f"{r['shap_s_per_image']:.4f}" if "shap_s_per_image" in r else "-",
-                      f"{r['speedup_vs_shap']:.1f}x" if "speedup_vs_shap" in r else "-",
-                      (f"{r['parity']['min_pearson']:.6f}, {r['parity']['max_rel_diff']:.1e}"
-                       if "parity" in r else "-")])
+        for v in VARIANTS:
+            if v not in r["per_image"]:
+                continue
+            shap = r["per_image"].get("shap")
+            par = r.get(f"{v}_parity")
+            lines.append([r["backbone"], str(r["size"]), str(r["max_evals"]), str(r["images"]), v,
+                          f"{r['per_image'][v]:.4f}", f"{r['per_image'][f'floor {v}']:.4f}",
+                          f"{r[f'{v}_over_floor']:.2f}", f"{shap:.4f}" if shap else "-",
+                          f"{r[f'{v}_speedup_vs_shap']:.1f}x" if shap else "-",
+                          f"{par['min_pearson']:.6f}, {par['max_rel_diff']:.1e}" if par else "-"])
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-    fmt = lambda line: " | ".join(c.rjust(w) for c, w in zip(line, widths))  # noqa: E731
+
+    def fmt(line: list[str]) -> str:
+        return " | ".join(c.rjust(w) for c, w in zip(line, widths))
+
     return "\n".join([fmt(lines[0]), "-+-".join("-" * w for w in widths)] + [fmt(line) for line in lines[1:]])
 
 
@@ -133,11 +155,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--images", type=int, default=500, help="images explained by partition per call (default 500)")
     p.add_argument("--shap-images", type=int, default=10, help="images explained by shap-partition (default 10)")
     p.add_argument("--max-evals", type=int, default=2000)
-    p.add_argument("--batch-size", type=int, default=500,
-                   help="forward batch size of partition and of the floor (default 500; 0 = partition's CPU default, "
-                        "~2M input values per batch)")
+    p.add_argument("--batch-size", type=int, default=0,
+                   help="forward batch size of partition and of the floor (default 0 = partition's CPU default, "
+                        "~2M input values per batch: 651 images at 32 px, 72 at 96 px)")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats of partition and the floor (median)")
     p.add_argument("--shap-repeats", type=int, default=3, help="timed repeats of shap-partition (median)")
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
+                   help="partition variants to time (default: eager and compiled)")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", default="runs/bench_partition.json", help="where to write the results")
     args = p.parse_args(argv)

@@ -166,12 +166,12 @@ def _grid(key: str, value: Any) -> tuple:
 
 
 def _check_teacher(teacher: dict[str, Any]) -> None:
-    from methods.explainers.base import _EXPLAINERS, list_explainers
+    from methods.explainers.base import EXPLAINERS, list_explainers
 
     names = list_explainers()
     if teacher["explainer"] not in names:
         raise ConfigError(f"teacher.explainer: unknown explainer {teacher['explainer']!r}; valid: {', '.join(names)}")
-    params = inspect.signature(_EXPLAINERS[teacher["explainer"]].__init__).parameters
+    params = inspect.signature(EXPLAINERS.get(teacher["explainer"]).__init__).parameters
     bad = sorted(set(teacher["options"]) - set(params) - {"self"})
     if bad:
         raise ConfigError(f"teacher.options: explainer {teacher['explainer']!r} has no option(s) {bad}; valid: "

@@ -114,7 +114,10 @@ class FitContext:
         """Teacher maps of ``model`` for every training image w.r.t. its true label, [N, C, H, W] float32."""
         from methods.explainers.cache import cached_maps
 
-        return cached_maps(model, self.data, "train", self.teacher, model_key, self.artifacts)
+        stats: dict[str, Any] = {}
+        maps = cached_maps(model, self.data, "train", self.teacher, model_key, self.artifacts, stats=stats)
+        self.facts["teacher_maps"] = stats
+        return maps
 
 
 def _cross_entropy(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:

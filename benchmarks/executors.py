@@ -32,11 +32,12 @@ def load_group_data(cfg: RunConfig, dataset: str, device, cache: dict | None = N
 
 
 def run_local(cfg: RunConfig, groups: list[Group], device, on_rows: Callable[[Group, Rows], None]) -> None:
-    artifacts = ArtifactStore(cfg.artifacts_root())
     cache: dict = {}
     for group in groups:
         data = load_group_data(cfg, group.dataset, device, cache)
-        on_rows(group, run_group(cfg, group, data, artifacts))
+        # One store per group: its in-memory copies (stage-1 weights, teacher maps: ~300 MB per CIFAR cell) are
+        # what the group's methods share, and are dropped with it; the files stay for later runs.
+        on_rows(group, run_group(cfg, group, data, ArtifactStore(cfg.artifacts_root())))
 
 
 def _remote_group(cfg: RunConfig, group: Group, device_name: str) -> Rows:

@@ -19,8 +19,8 @@ import torch  # noqa: E402
 BANDS = ("iqr", "std", "none")
 
 
-def _x_axis(steps: int) -> torch.Tensor:
-    return torch.linspace(0.0, 1.0, steps)
+def _x_axis(steps: int):
+    return torch.linspace(0.0, 1.0, steps).numpy()
 
 
 def plot_morf_curves(curves_by_method: dict[str, torch.Tensor], path: str | Path, *, band: str = "iqr",
@@ -38,13 +38,13 @@ def plot_morf_curves(curves_by_method: dict[str, torch.Tensor], path: str | Path
             raise ValueError(f"curves of {name!r} must be [B, L+1], got {tuple(c.shape)}")
         x = _x_axis(c.shape[1])
         mean = c.mean(0)
-        (line,) = ax.plot(x, mean, label=f"{name} (n={c.shape[0]})", lw=1.8)
+        (line,) = ax.plot(x, mean.numpy(), label=f"{name} (n={c.shape[0]})", lw=1.8)
         if band == "iqr" and c.shape[0] > 1:
             lo, hi = torch.quantile(c, torch.tensor([0.25, 0.75]), dim=0)
-            ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.12, lw=0)
+            ax.fill_between(x, lo.numpy(), hi.numpy(), color=line.get_color(), alpha=0.12, lw=0)
         elif band == "std" and c.shape[0] > 1:
             sd = c.std(0)
-            ax.fill_between(x, mean - sd, mean + sd, color=line.get_color(), alpha=0.12, lw=0)
+            ax.fill_between(x, (mean - sd).numpy(), (mean + sd).numpy(), color=line.get_color(), alpha=0.12, lw=0)
     ax.set_xlabel("fraction of regions replaced by noise (MoRF order)")
     ax.set_ylabel(ylabel)
     band_text = {"iqr": "mean, band = interquartile range", "std": "mean ± 1 std", "none": "mean"}[band]
@@ -58,7 +58,7 @@ def plot_morf_curves(curves_by_method: dict[str, torch.Tensor], path: str | Path
 def _image(raw: torch.Tensor) -> torch.Tensor:
     img = raw.detach().cpu()
     img = img.float() / 255.0 if img.dtype == torch.uint8 else img.float()
-    return img.clamp(0, 1).permute(1, 2, 0)
+    return img.clamp(0, 1).permute(1, 2, 0).numpy()
 
 
 def plot_examples(images_raw: torch.Tensor, maps_by_source: dict[str, torch.Tensor],
@@ -82,8 +82,8 @@ def plot_examples(images_raw: torch.Tensor, maps_by_source: dict[str, torch.Tens
         ax.set_title(titles[i] if titles is not None else "input", fontsize=9)
         for j, source in enumerate(sources):
             ax = axes[i, 1 + j]
-            m = maps_by_source[source][i].detach().float().cpu().sum(0)
-            lim = float(m.abs().max()) or 1.0
+            m = maps_by_source[source][i].detach().float().cpu().sum(0).numpy()
+            lim = float(abs(m).max()) or 1.0
             ax.imshow(m, cmap="bwr", vmin=-lim, vmax=lim, interpolation="nearest")
             ax.set_title(f"{source} map", fontsize=9)
         for ax in axes[i, :-1]:
@@ -91,7 +91,7 @@ def plot_examples(images_raw: torch.Tensor, maps_by_source: dict[str, torch.Tens
             ax.set_yticks([])
         ax = axes[i, -1]
         for j, (source, curves) in enumerate(curves_by_source.items()):
-            c = curves[i].detach().float().cpu()
+            c = curves[i].detach().float().cpu().numpy()
             ax.plot(_x_axis(c.shape[0]), c, label=source, color=colors[j % len(colors)], lw=1.5)
         ax.set_title("MoRF", fontsize=9)
         ax.set_ylabel(ylabel, fontsize=8)

@@ -12,7 +12,6 @@ import itertools
 import logging
 import random
 import time
-import traceback
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -153,7 +152,10 @@ def run_cell(cfg: RunConfig, group: Group, method_name: str, data: DataBundle, a
     correct = (logits.argmax(1) == data.test.labels).cpu()
     rows = [{"metric": "accuracy", "value": 100.0 * float(correct.float().mean()), "direction": "higher"},
             {"metric": "fit_seconds", "value": fit_s, "direction": "info"}]
-    rows += validation_rows({**facts, "stage1_fit": ctx.facts.get("stage1_fit")})
+    rows += fit_rows({**facts, "stage1_fit": ctx.facts.get("stage1_fit")})
+    if "teacher_maps" in ctx.facts:  # what the shared teacher maps cost, whichever cell computed them
+        rows.append({"metric": "seconds/teacher_maps", "value": ctx.facts["teacher_maps"]["compute_seconds"],
+                     "direction": "info"})
     for name, value in ctx.facts.get("stage1_chosen", {}).items():
         rows.append({"metric": f"chosen/stage1.{name}", "value": value, "direction": "info"})
     figure = None
@@ -163,16 +165,21 @@ def run_cell(cfg: RunConfig, group: Group, method_name: str, data: DataBundle, a
     return {"rows": rows, "per_image": correct.numpy().astype(bool), "facts": _plain(facts), "figure": figure}
 
 
-def validation_rows(facts: dict[str, Any]) -> list[dict[str, Any]]:
+def fit_rows(facts: dict[str, Any]) -> list[dict[str, Any]]:
     """``val_accuracy``: the best validation accuracy of the method's final training stage (what grids select
-    on), plus ``val_accuracy/<stage>`` for every stage that reports one (e.g. the shared stage-1 model)."""
+    on), plus ``val_accuracy/<stage>`` for every stage that reports one (e.g. the shared stage-1 model), and
+    ``seconds/<stage>``: the wall time of each training stage when it ran (a cached stage-1 model keeps the time
+    it took to train), so a method's own cost is not confused with the shared work it reused."""
     rows, last = [], None
     for name, fit in facts.items():
         if isinstance(fit, dict) and "best_val_accuracy" in fit:
-            rows.append({"metric": f"val_accuracy/{name.removesuffix('_fit')}",
+            stage = name.removesuffix("_fit")
+            rows.append({"metric": f"val_accuracy/{stage}",
                          "value": 100.0 * fit["best_val_accuracy"], "direction": "higher"})
             if name != "stage1_fit" or last is None:
                 last = rows[-1]["value"]
+            if "wall_s" in fit:
+                rows.append({"metric": f"seconds/{stage}", "value": float(fit["wall_s"]), "direction": "info"})
     if last is not None:
         rows.insert(0, {"metric": "val_accuracy", "value": last, "direction": "higher"})
     return rows

@@ -19,7 +19,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from benchmarks.artifacts import atomic_write_bytes
-from benchmarks.results import ID, read_per_image, read_rows
+from benchmarks.results import read_per_image, read_rows
 
 REFERENCE = Path(__file__).resolve().parent.parent / "results" / "paper_table2.csv"
 PAPER_METHODS = ("baseline", "impactx", "abn", "wae")
@@ -152,22 +152,26 @@ def explanations_long(rows: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+SCORE_ORDER = ("aopc", "deletion_auc", "aopc_vs_random", "deletion_auc_vs_random", "mask_share", "pointing_game")
+
+
 def explanations_wide(long: pd.DataFrame, arrows: dict[str, str] = ARROW) -> pd.DataFrame:
-    """Rows: dataset, backbone, method, score (with its direction); columns: the map sources (own, shap, random)."""
+    """Rows: dataset, backbone, method, map source (own, the post-hoc explainer, random); one column per score whose
+    header carries its direction, e.g. ``aopc (↑)``, ``deletion_auc (↓)``."""
     if long.empty:
         return pd.DataFrame()
     parts = long["metric"].str.split("/", n=1, expand=True)
-    long = long.assign(score=[f"{s} ({arrows[d]})" for s, d in zip(parts[0], long["direction"])],
-                       source=parts[1].fillna(""),
+    long = long.assign(score=parts[0], source=parts[1].fillna(""),
                        text=[f"{a:.3f}" if n <= 1 else f"{a:.3f} ± {s:.3f}"
                              for a, s, n in zip(long["mean"], long["std"], long["n"])])
-    wide = long.pivot_table(index=["dataset", "backbone", "method", "score"], columns="source", values="text",
+    wide = long.pivot_table(index=["dataset", "backbone", "method", "source"], columns="score", values="text",
                             aggfunc="first", sort=False).reset_index()
-    wide.columns.name = None
-    sources = [c for c in ("own", "shap") if c in wide.columns]
-    sources += [c for c in wide.columns[4:] if c not in sources and c != "random"]
-    sources += ["random"] if "random" in wide.columns else []
-    return wide.reindex(columns=["dataset", "backbone", "method", "score", *sources]).fillna("")
+    wide.columns.name = None  # rows keep the order of the tidy rows: own, post-hoc, random per cell
+    directions = dict(zip(long["score"], long["direction"]))
+    scores = [s for s in SCORE_ORDER if s in wide.columns] + \
+        [s for s in wide.columns[4:] if s not in SCORE_ORDER]
+    wide = wide.reindex(columns=["dataset", "backbone", "method", "source", *scores]).fillna("")
+    return wide.rename(columns={s: f"{s} ({arrows[directions[s]]})" for s in scores})
 
 
 def to_markdown(frame: pd.DataFrame) -> str:
@@ -211,7 +215,8 @@ EXPLANATIONS_CAPTION = ("Explanation quality: MoRF area scores of each method's 
 
 
 def write_all_tables(out: str | Path) -> list[Path]:
-    """(Re)write table2.{csv,md,tex}, stats.csv and explanations.{csv,md,tex} from ``out``/rows.csv."""
+    """(Re)write table2.{csv,md,tex} (+ table2_long.csv), stats.csv and explanations.{csv,md,tex}
+    (+ explanations_long.csv) from ``out``/rows.csv."""
     out = Path(out)
     rows = read_rows(out)
     per_image = read_per_image(out)
@@ -223,8 +228,9 @@ def write_all_tables(out: str | Path) -> list[Path]:
 
     long = table2_long(rows, per_image)
     if not long.empty:
-        put("table2.csv", long.to_csv(index=False))
         wide = table2_wide(long)
+        put("table2.csv", wide.to_csv(index=False))  # the paper's layout, as printed in table2.md
+        put("table2_long.csv", long.to_csv(index=False))  # numbers: mean, std, n, paper, delta, p-values
         put("table2.md", "Test accuracy (%), measured; 'paper:' columns are the paper's numbers for reference."
                          "\n\n" + to_markdown(wide) + "\n\n* p<0.05 vs baseline over seeds (paired t); "
                          "† p<0.05 vs baseline over test images (exact McNemar).\n")
@@ -232,11 +238,13 @@ def write_all_tables(out: str | Path) -> list[Path]:
         put("stats.csv", paired_tests(rows, per_image).to_csv(index=False))
     explanations = explanations_long(rows)
     if not explanations.empty:
-        put("explanations.csv", explanations.to_csv(index=False))
-        put("explanations.md", "Explanation quality (↑ higher is better, ↓ lower is better).\n\n"
-                               + to_markdown(explanations_wide(explanations)) + "\n")
-        put("explanations.tex", to_latex(explanations_wide(explanations), EXPLANATIONS_CAPTION,
-                                         "tab:explanations", text_columns=4))
+        wide = explanations_wide(explanations)
+        put("explanations.csv", wide.to_csv(index=False))
+        put("explanations_long.csv", explanations.to_csv(index=False))
+        put("explanations.md", "Explanation quality (↑ higher is better, ↓ lower is better); source = whose map: "
+                               "the method's own, a post-hoc explainer applied to the same model, or random.\n\n"
+                               + to_markdown(wide) + "\n")
+        put("explanations.tex", to_latex(wide, EXPLANATIONS_CAPTION, "tab:explanations", text_columns=4))
     return written
 
 

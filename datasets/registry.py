@@ -1,14 +1,13 @@
 """Dataset registry: ``load_dataset("cifar10" | "imagefolder:<path>" | "digits" | "synthetic" | ...)``."""
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
 from datasets.base import DataBundle
-from methods.registry import unknown_name
+from methods.registry import Registry, unknown_name
 
 
 @dataclass(frozen=True)
@@ -19,30 +18,30 @@ class DatasetSpec:
     description: str
 
 
-_DATASETS: dict[str, DatasetSpec] = {}
+DATASETS: Registry[DatasetSpec] = Registry("dataset", ("datasets.embedded", "datasets.folder",
+                                                      "datasets.torchvision_sets"))
 
 
 def register_dataset(name: str, embedded: bool, description: str):
+    """Registers a loader ``fn(root=, download=, seed=) -> DataBundle``; a name ending in ``:`` takes an argument
+    (``imagefolder:<path>``)."""
+
     def decorator(fn: Callable[..., DataBundle]) -> Callable[..., DataBundle]:
-        if name in _DATASETS:
-            raise ValueError(f"dataset {name!r} is already registered")
-        _DATASETS[name] = DatasetSpec(name, fn, embedded, description)
+        DATASETS.add(name, DatasetSpec(name, fn, embedded, description))
         return fn
 
     return decorator
 
 
 def list_datasets(pattern: str = "*") -> list[str]:
-    _import_builtin()
-    return sorted(n for n in _DATASETS if fnmatch.fnmatchcase(n, pattern))
+    return DATASETS.names(pattern)
 
 
 def dataset_spec(name: str) -> DatasetSpec:
-    _import_builtin()
     base = name.split(":", 1)[0] + ":" if ":" in name else name
-    if base not in _DATASETS:
-        raise unknown_name("dataset", name, list(_DATASETS))
-    return _DATASETS[base]
+    if base not in DATASETS:
+        raise unknown_name("dataset", name, DATASETS.names())
+    return DATASETS.get(base)
 
 
 def load_dataset(name: str, root: str = "data", download: bool = False, device: str | torch.device = "cpu",
@@ -58,9 +57,3 @@ def load_dataset(name: str, root: str = "data", download: bool = False, device: 
     kwargs = {"root": root, "download": download, "seed": seed}
     bundle = spec.load(arg, **kwargs) if ":" in spec.name else spec.load(**kwargs)
     return bundle.to(device)
-
-
-def _import_builtin() -> None:
-    import datasets.embedded  # noqa: F401
-    import datasets.folder  # noqa: F401
-    import datasets.torchvision_sets  # noqa: F401

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.registry import unknown_name
+from methods.registry import Registry, unknown_name
 
 
 class PretrainedWeightsUnavailable(RuntimeError):
@@ -63,31 +63,25 @@ class BackboneSpec:
     description: str
 
 
-_BACKBONES: dict[str, BackboneSpec] = {}
+BACKBONES: Registry[BackboneSpec] = Registry("backbone")  # built-ins are registered below, in this module
 
 
 def register_backbone(name: str, default_input_size: int | None, pretrained_by_default: bool, description: str):
     def decorator(fn: Callable[..., Backbone]) -> Callable[..., Backbone]:
-        if name in _BACKBONES:
-            raise ValueError(f"backbone {name!r} is already registered")
-        _BACKBONES[name] = BackboneSpec(name, fn, default_input_size, pretrained_by_default, description)
+        BACKBONES.add(name, BackboneSpec(name, fn, default_input_size, pretrained_by_default, description))
         return fn
 
     return decorator
 
 
 def list_backbones(pattern: str = "*") -> list[str]:
-    import fnmatch
-
-    return sorted(n for n in _BACKBONES if fnmatch.fnmatchcase(n, pattern))
+    return BACKBONES.names(pattern)
 
 
 def backbone_spec(name: str) -> BackboneSpec:
-    if name in _BACKBONES:
-        return _BACKBONES[name]
-    if name.startswith("timm:"):
+    if name.startswith("timm:") and name not in BACKBONES:
         return BackboneSpec(name, lambda **kw: _timm_backbone(name[5:], **kw), None, True, "any timm model")
-    raise unknown_name("backbone", name, list(_BACKBONES) + ["timm:<any timm model name>"])
+    return BACKBONES.get(name, also_valid=("timm:<any timm model name>",))
 
 
 def create_backbone(name: str, num_classes: int, image_size: int = 32, input_size: int | None = None,
@@ -166,7 +160,7 @@ def _timm_backbone(model_name: str, num_classes: int, image_size: int, input_siz
         body = timm.create_model(model_name, pretrained=pretrained, **kwargs)
     except RuntimeError as err:
         if "Unknown model" in str(err):
-            raise unknown_name("backbone", model_name, list(_BACKBONES) + ["any name in timm.list_models()"])
+            raise unknown_name("backbone", model_name, BACKBONES.names() + ["any name in timm.list_models()"])
         raise _weights_error(model_name, err) from err
     except Exception as err:  # network errors from huggingface_hub / urllib come in many classes
         if pretrained:
@@ -207,14 +201,12 @@ class AbnSplit:
     attention_trunk: nn.Module
 
 
-ABN_SPLITS: dict[str, Callable[[Backbone], AbnSplit]] = {}
+ABN_SPLITS: Registry[Callable[[Backbone], AbnSplit]] = Registry("ABN split")
 
 
 def register_abn_split(name: str):
     def decorator(fn: Callable[[Backbone], AbnSplit]) -> Callable[[Backbone], AbnSplit]:
-        if name in ABN_SPLITS:
-            raise ValueError(f"an ABN split for backbone {name!r} is already registered")
-        ABN_SPLITS[name] = fn
+        ABN_SPLITS.add(name, fn)
         return fn
 
     return decorator
@@ -223,14 +215,14 @@ def register_abn_split(name: str):
 def abn_split(backbone: Backbone) -> AbnSplit:
     """The ABN split of a built backbone: its registered split function, else a generic one for timm models."""
     if backbone.name in ABN_SPLITS:
-        return ABN_SPLITS[backbone.name](backbone)
+        return ABN_SPLITS.get(backbone.name)(backbone)
     body = backbone.body
     if hasattr(body, "conv_stem") and hasattr(body, "blocks"):
         return _timm_efficientnet_split(backbone)
     if all(hasattr(body, f"layer{i}") for i in range(1, 5)):
         return _timm_resnet_split(backbone)
     raise ValueError(f"no ABN split point for backbone {backbone.name!r}; register one with "
-                     f"methods.backbones.register_abn_split({backbone.name!r}) (known: {sorted(ABN_SPLITS)})")
+                     f"methods.backbones.register_abn_split({backbone.name!r}) (known: {ABN_SPLITS.names()})")
 
 
 def _strides_to_one(module: nn.Module, first_only: bool = True) -> nn.Module:

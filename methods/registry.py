@@ -1,12 +1,13 @@
-"""Method registry, timm style: ``@register_method("name")`` on a class, strict about duplicates."""
+"""Registries, timm style: ``@register_method("name")`` on a class, strict about duplicates; the same
+:class:`Registry` holds the explainers, datasets, backbones and ABN split points."""
 from __future__ import annotations
 
 import fnmatch
 import importlib
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Generic, TypeVar
 
-_METHODS: dict[str, type] = {}
 T = TypeVar("T", bound=type)
+V = TypeVar("V")
 
 
 class UnknownNameError(KeyError):
@@ -20,30 +21,75 @@ def unknown_name(kind: str, name: str, valid: list[str]) -> UnknownNameError:
     return UnknownNameError(f"unknown {kind} {name!r}; valid {kind}s: {', '.join(sorted(valid)) or '(none)'}")
 
 
+class Registry(Generic[V]):
+    """A strict name -> entry table (methods, explainers, datasets, backbones, ABN split points).
+
+    A duplicate name is an error; a failed lookup lists the valid names; ``builtin_modules`` are imported on first
+    use, so the suite's own entries are there without import-order tricks and plugins add theirs by importing.
+    """
+
+    def __init__(self, kind: str, builtin_modules: tuple[str, ...] = ()) -> None:
+        self.kind = kind
+        self.entries: dict[str, V] = {}
+        self._builtin_modules = builtin_modules
+        self._imported = not builtin_modules
+
+    def add(self, name: str, entry: V) -> V:
+        self._import_builtins()  # a plugin that reuses a built-in name fails here, not at some later import
+        if name in self.entries:
+            origin = getattr(self.entries[name], "__module__", None)
+            raise ValueError(f"{self.kind} {name!r} is already registered" + (f" (by {origin})" if origin else ""))
+        self.entries[name] = entry
+        return entry
+
+    def register(self, name: str) -> Callable[[T], T]:
+        """Class decorator: registers the class under ``name`` and sets its ``name`` attribute."""
+
+        def decorator(cls: T) -> T:
+            self.add(name, cls)
+            cls.name = name
+            return cls
+
+        return decorator
+
+    def names(self, pattern: str = "*") -> list[str]:
+        """Registered names matching an fnmatch pattern, sorted."""
+        self._import_builtins()
+        return sorted(n for n in self.entries if fnmatch.fnmatchcase(n, pattern))
+
+    def get(self, name: str, also_valid: tuple[str, ...] = ()) -> V:
+        self._import_builtins()
+        if name not in self.entries:
+            raise unknown_name(self.kind, name, list(self.entries) + list(also_valid))
+        return self.entries[name]
+
+    def __contains__(self, name: object) -> bool:
+        self._import_builtins()
+        return name in self.entries
+
+    def _import_builtins(self) -> None:
+        if not self._imported:
+            self._imported = True
+            for module in self._builtin_modules:
+                importlib.import_module(module)
+
+
+METHODS: Registry[type] = Registry("method", ("methods.baseline", "methods.impactx", "methods.abn", "methods.wae"))
+_METHODS = METHODS.entries  # the raw table (tests remove the plugins they register)
+
+
 def register_method(name: str) -> Callable[[T], T]:
     """Class decorator that registers a :class:`methods.base.Method` subclass under ``name``."""
-
-    def decorator(cls: T) -> T:
-        if name in _METHODS:
-            raise ValueError(f"method {name!r} is already registered (by {_METHODS[name].__module__})")
-        cls.name = name
-        _METHODS[name] = cls
-        return cls
-
-    return decorator
+    return METHODS.register(name)
 
 
 def list_methods(pattern: str = "*") -> list[str]:
     """Registered method names matching an fnmatch pattern, sorted."""
-    _import_builtin_methods()
-    return sorted(n for n in _METHODS if fnmatch.fnmatchcase(n, pattern))
+    return METHODS.names(pattern)
 
 
 def get_method_class(name: str) -> type:
-    _import_builtin_methods()
-    if name not in _METHODS:
-        raise unknown_name("method", name, list(_METHODS))
-    return _METHODS[name]
+    return METHODS.get(name)
 
 
 def create_method(name: str, backbone: str, num_classes: int, **cfg: Any):
@@ -58,15 +104,3 @@ def load_plugin(module: str) -> None:
     except ImportError as err:
         raise ImportError(f"could not import plugin module {module!r}: {err}. "
                           "Is it installed or on PYTHONPATH?") from err
-
-
-_BUILTIN_MODULES = ("methods.baseline", "methods.impactx", "methods.abn", "methods.wae")
-
-
-def _import_builtin_methods() -> None:
-    for mod in _BUILTIN_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as err:
-            if err.name != mod:  # a real import error inside the module, not a method not written yet
-                raise

@@ -11,7 +11,7 @@ from torch import nn
 
 from methods.backbones import create_backbone
 from methods.explainers import create_explainer
-from methods.explainers.partition import blur_images, build_clustering, parse_blur, partition_tree
+from methods.explainers.partition import blur_images, build_clustering, owen_partition, parse_blur, partition_tree
 
 pytest.importorskip("shap")
 pytest.importorskip("cv2")
@@ -82,6 +82,7 @@ CASES = [
     ("lenet5", 96, 500, "probability"),
     ("lenet5", 96, 2000, "probability"),
     ("tiny", 96, 500, "probability"),
+    ("mobilenet", 32, 500, "probability"),
     pytest.param("tiny", 96, 2000, "logit", marks=pytest.mark.slow),
 ]
 
@@ -159,6 +160,62 @@ def test_batching_does_not_change_maps():
                        for i in range(3)])
     torch.testing.assert_close(small, together, rtol=1e-4, atol=1e-7)
     torch.testing.assert_close(alone, together, rtol=1e-4, atol=1e-7)
+
+
+class ViewsItsActivations(nn.Module):
+    """``.view`` on a conv output fails for channels-last input: the explainer must fall back, same maps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(2)
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 8 * 8, 5)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).view(x.shape[0], -1))
+
+
+def test_memory_layout_does_not_change_maps_and_view_models_fall_back():
+    model = ViewsItsActivations().eval()
+    x = images(2, 8, seed=9)
+    target = torch.tensor([1, 3])
+    ref = create_explainer("shap-partition", max_evals=120).explain(model, x, target)
+    background = blur_images(x, (128, 128))
+    for channels_last in (True, False):
+        values, _ = owen_partition(lambda t: torch.softmax(model(t), 1), x, background, target, 120,
+                                   channels_last=channels_last)
+        assert_parity(ref, torch.from_numpy(values).float())
+    lenet = model_for("lenet5", 32)
+    xl, tl = images(2, 32, seed=3), torch.tensor([0, 9])
+    fast = owen_partition(lenet, xl, blur_images(xl, (128, 128)), tl, 300, channels_last=True)[0]
+    plain = owen_partition(lenet, xl, blur_images(xl, (128, 128)), tl, 300, channels_last=False)[0]
+    np.testing.assert_allclose(fast, plain, rtol=1e-4, atol=1e-6 * np.abs(plain).max())
+
+
+def test_compiled_forward_gives_the_same_maps():
+    model = model_for("tiny", 16)
+    x = images(3, 16, seed=8)
+    target = torch.tensor([2, 5, 9])
+    eager = create_explainer("partition", max_evals=300, batch_size=64).explain(model, x, target)
+    compiled = create_explainer("partition", max_evals=300, batch_size=64, compile=True).explain(model, x, target)
+    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-6 * float(eager.abs().max()))
+    assert "compile" not in create_explainer("partition", compile=True).config()  # not part of cache keys
+
+
+def test_failing_compiler_warns_and_falls_back_to_eager(monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        def run(*a, **k):
+            raise RuntimeError("inductor: no C++ compiler")
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken)
+    model = model_for("tiny", 8)
+    x, target = images(2, 8, seed=1), torch.tensor([0, 1])
+    eager = create_explainer("partition", max_evals=100).explain(model, x, target)
+    with caplog.at_level("WARNING"):
+        fallback = create_explainer("partition", max_evals=100, compile=True).explain(model, x, target)
+    torch.testing.assert_close(fallback, eager)
+    assert "torch.compile failed" in caplog.text and "no C++ compiler" in caplog.text
 
 
 def test_reference_restores_global_numpy_rng():

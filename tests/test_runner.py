@@ -33,9 +33,12 @@ def test_smoke_end_to_end_writes_rows_and_tables(tmp_path):
     assert f"{digits_mean:.2f} ± " in md and "| digits" in md
     tex = (out / "table2.tex").read_text()
     assert r"\toprule" in tex and "digits" in tex and r"$\pm$" in tex
-    table = pd.read_csv(out / "table2.csv")
+    table = pd.read_csv(out / "table2_long.csv")
     assert table.loc[table.dataset == "digits", "mean"].item() == pytest.approx(digits_mean)
     assert table["paper"].isna().all()  # embedded data never matches a paper cell
+    wide = pd.read_csv(out / "table2.csv", dtype=str)  # the paper's layout: one column per method
+    assert list(wide.columns[:3]) == ["dataset", "backbone", "baseline"]
+    assert wide.loc[wide.dataset == "digits", "baseline"].item().startswith(f"{digits_mean:.2f} ± ")
 
 
 def test_rerun_recomputes_nothing(tmp_path, monkeypatch):

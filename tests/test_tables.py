@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks.tables import mcnemar_p, paired_tests, summarize, table2_long, table2_wide, to_latex, write_all_tables
+from benchmarks.tables import (explanations_long, explanations_wide, mcnemar_p, paired_tests, summarize, table2_long,
+                               table2_wide, to_latex, write_all_tables)
 from benchmarks.results import write_rows
 
 
@@ -75,3 +76,18 @@ def test_write_all_tables_from_rows_without_training(tmp_path):
     assert {"table2.csv", "table2.md", "table2.tex", "stats.csv"} <= written
     md = (tmp_path / "table2.md").read_text()
     assert "paper: impactx" in md and "64.00 ± 2.65" in md
+
+
+def test_explanation_table_puts_the_score_direction_in_the_header():
+    rows = []
+    for seed, (own, shap) in enumerate([(0.30, 0.20), (0.34, 0.22)]):
+        for source, value in (("own", own), ("shap", shap)):
+            rows.append({"method": "impactx", "backbone": "lenet5", "dataset": "cifar10", "seed": seed,
+                         "metric": f"aopc/{source}", "value": value, "direction": "higher", "error": ""})
+            rows.append({"method": "impactx", "backbone": "lenet5", "dataset": "cifar10", "seed": seed,
+                         "metric": f"deletion_auc/{source}", "value": 1 - value, "direction": "lower", "error": ""})
+    wide = explanations_wide(explanations_long(pd.DataFrame(rows)))
+    assert list(wide.columns) == ["dataset", "backbone", "method", "source", "aopc (↑)", "deletion_auc (↓)"]
+    assert wide["source"].tolist() == ["own", "shap"]
+    assert wide.loc[wide.source == "own", "aopc (↑)"].item() == f"0.320 ± {np.std([0.30, 0.34], ddof=1):.3f}"
+    assert wide.loc[wide.source == "shap", "deletion_auc (↓)"].item().startswith("0.790 ± ")

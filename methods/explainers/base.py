@@ -6,40 +6,30 @@ what is explained: ``"probability"`` (softmax of the scores, the default for tea
 """
 from __future__ import annotations
 
-import fnmatch
 from typing import Any, Callable, ClassVar, TypeVar
 
 import torch
 from torch import nn
 
-from methods.registry import unknown_name
+from methods.registry import Registry
 
-_EXPLAINERS: dict[str, type] = {}
+EXPLAINERS: Registry[type] = Registry("explainer", ("methods.explainers.captum_explainers",
+                                                   "methods.explainers.partition", "methods.explainers.shap_reference"))
 T = TypeVar("T", bound=type)
 OUTPUTS = ("probability", "logit")
 
 
 def register_explainer(name: str) -> Callable[[T], T]:
-    def decorator(cls: T) -> T:
-        if name in _EXPLAINERS:
-            raise ValueError(f"explainer {name!r} is already registered")
-        cls.name = name
-        _EXPLAINERS[name] = cls
-        return cls
-
-    return decorator
+    """Class decorator that registers an :class:`Explainer` subclass under ``name``."""
+    return EXPLAINERS.register(name)
 
 
 def list_explainers(pattern: str = "*") -> list[str]:
-    _import_builtin()
-    return sorted(n for n in _EXPLAINERS if fnmatch.fnmatchcase(n, pattern))
+    return EXPLAINERS.names(pattern)
 
 
 def create_explainer(name: str, **cfg: Any) -> "Explainer":
-    _import_builtin()
-    if name not in _EXPLAINERS:
-        raise unknown_name("explainer", name, list(_EXPLAINERS))
-    return _EXPLAINERS[name](**cfg)
+    return EXPLAINERS.get(name)(**cfg)
 
 
 class Explainer:
@@ -62,15 +52,3 @@ class Explainer:
 
     def explain(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
-
-
-def _import_builtin() -> None:
-    import importlib
-
-    for mod in ("methods.explainers.captum_explainers", "methods.explainers.partition",
-                "methods.explainers.shap_reference"):
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as err:
-            if err.name != mod:
-                raise

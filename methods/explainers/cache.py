@@ -18,6 +18,7 @@ import io
 import json
 import logging
 import math
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,19 +70,21 @@ def shard_path(directory: Path, index: int) -> Path:
     return directory / f"shard_{index:05d}.pt"
 
 
-def write_shard(path: Path, key: str, index: int, start: int, maps: torch.Tensor) -> None:
+def write_shard(path: Path, key: str, index: int, start: int, maps: torch.Tensor, seconds: float = 0.0) -> None:
+    """Write one shard atomically; ``seconds`` (what computing it took) is kept in the header for reports."""
     from benchmarks.artifacts import atomic_write_bytes
 
     buffer = io.BytesIO()
     torch.save(maps.detach().to(device="cpu", dtype=torch.float16).contiguous(), buffer)
     body = buffer.getvalue()
     header = json.dumps({"sha256": hashlib.sha256(body).hexdigest(), "key": key, "index": index, "start": start,
-                         "stop": start + int(maps.shape[0]), "shape": list(maps.shape)}).encode()
+                         "stop": start + int(maps.shape[0]), "shape": list(maps.shape),
+                         "seconds": float(seconds)}).encode()
     atomic_write_bytes(path, len(header).to_bytes(8, "little") + header + body)
 
 
-def read_shard(path: Path, key: str, index: int, start: int, stop: int) -> torch.Tensor:
-    """The float16 maps of a shard; :class:`CorruptShard` if anything does not check out."""
+def read_shard(path: Path, key: str, index: int, start: int, stop: int) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The float16 maps of a shard and its header; :class:`CorruptShard` if anything does not check out."""
     raw = path.read_bytes()
     try:
         size = int.from_bytes(raw[:8], "little")
@@ -101,13 +104,18 @@ def read_shard(path: Path, key: str, index: int, start: int, stop: int) -> torch
         raise CorruptShard(f"{path}: {err}") from err
     except (ValueError, KeyError, TypeError, json.JSONDecodeError, RuntimeError, EOFError, UnicodeDecodeError) as err:
         raise CorruptShard(f"{path}: {type(err).__name__}: {err}") from err
-    return maps
+    return maps, header
 
 
 def cached_maps(model: torch.nn.Module, data: "DataBundle", split: str, teacher: "TeacherConfig",
-                model_key: str, artifacts: "ArtifactStore", progress: bool = True) -> torch.Tensor:
+                model_key: str, artifacts: "ArtifactStore", progress: bool = True,
+                stats: dict[str, Any] | None = None) -> torch.Tensor:
     """Maps of ``model`` for every image of ``data.<split>`` w.r.t. its true label, [N, C, H, W] float32 on
-    ``data.device`` (stored as float16). Computes only the shards that are missing or corrupt."""
+    ``data.device`` (stored as float16). Computes only the shards that are missing or corrupt.
+
+    ``stats`` (optional) receives ``compute_seconds`` (what computing all shards took, whenever and by whichever
+    process they were computed), ``shards`` and ``shards_computed`` (by this call).
+    """
     from benchmarks.artifacts import atomic_write_bytes, spec_key
 
     explainer = create_explainer(teacher.explainer, **teacher.options)
@@ -118,7 +126,10 @@ def cached_maps(model: torch.nn.Module, data: "DataBundle", split: str, teacher:
     memory = artifacts._memory  # the store's in-process cache (shared with its other artifacts)
     if memory_key in memory:
         artifacts.loaded.append(memory_key)
-        return memory[memory_key].float().to(data.device)
+        maps, seconds = memory[memory_key]
+        if stats is not None:
+            stats.update(compute_seconds=seconds, shards=-1, shards_computed=0)
+        return maps.float().to(data.device)
 
     n, per = len(part), max(1, int(teacher.batch_images))
     n_shards = math.ceil(n / per)
@@ -130,13 +141,15 @@ def cached_maps(model: torch.nn.Module, data: "DataBundle", split: str, teacher:
             atomic_write_bytes(spec_file, json.dumps({"key": key, "images": n, "shards": n_shards, **spec},
                                                      indent=1, default=str).encode())
     shards: list[torch.Tensor | None] = [None] * n_shards
+    seconds = [0.0] * n_shards
     todo = []
     for i in range(n_shards):
         start, stop = i * per, min(n, (i + 1) * per)
         path = None if directory is None else shard_path(directory, i)
         if path is not None and path.exists():
             try:
-                shards[i] = read_shard(path, key, i, start, stop)
+                shards[i], header = read_shard(path, key, i, start, stop)
+                seconds[i] = float(header.get("seconds", 0.0))
                 artifacts.loaded.append(f"{memory_key}/{i}")
                 continue
             except CorruptShard as err:
@@ -156,10 +169,12 @@ def cached_maps(model: torch.nn.Module, data: "DataBundle", split: str, teacher:
         try:
             for i in todo:
                 start, stop = i * per, min(n, (i + 1) * per)
+                t0 = time.perf_counter()
                 x = data.normalize(part.images[start:stop])
                 maps = explainer.explain(model, x, part.labels[start:stop]).detach().to("cpu", torch.float16)
+                seconds[i] = time.perf_counter() - t0
                 if directory is not None:
-                    write_shard(shard_path(directory, i), key, i, start, maps)
+                    write_shard(shard_path(directory, i), key, i, start, maps, seconds[i])
                 shards[i] = maps
                 artifacts.created.append(f"{memory_key}/{i}")
                 bar.update(stop - start)
@@ -167,5 +182,7 @@ def cached_maps(model: torch.nn.Module, data: "DataBundle", split: str, teacher:
             model.train(was_training)
             bar.close()
     maps = torch.cat(shards) if shards else torch.zeros(0, *part.images.shape[1:], dtype=torch.float16)
-    memory[memory_key] = maps
+    memory[memory_key] = (maps, sum(seconds))
+    if stats is not None:
+        stats.update(compute_seconds=sum(seconds), shards=n_shards, shards_computed=len(todo))
     return maps.float().to(data.device)

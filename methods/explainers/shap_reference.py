@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from methods.explainers.base import Explainer, register_explainer
+from methods.fast_forward import LayoutForward
 
 
 @register_explainer("shap-partition")
@@ -39,7 +40,9 @@ class ShapPartition(Explainer):
 
         was_training = model.training
         model.eval()
-        forward = self.scores(model)
+        # shap hands over channels-last arrays; their NCHW view is channels-last in memory (the fast CPU layout),
+        # and a model that cannot take that (a .view on its activations) gets contiguous batches instead
+        forward = LayoutForward(self.scores(model), channels_last=True)
         device = x.device
         dtype = x.dtype
 
