@@ -157,7 +157,8 @@ class IMPACTXShuffled(IMPACTX):
 @register_method("impactx-single")
 class IMPACTXSingle(IMPACTX):
     """Single-stage IMPACTX: M, LEP, D, C trained together from the fresh backbone; teacher maps of the current M
-    (true labels) recomputed every ``refresh_every`` epochs with ``explainer``.
+    (true labels) recomputed every ``refresh_every`` epochs with ``explainer`` (default: the run's teacher explainer
+    and options, i.e. the same kind of maps two-stage IMPACTX learns from; any registered explainer can be named).
 
     Decided (the paper gives no recipe): ``m_loss_weight`` adds CE(y, M(x)) so that M stays a classifier A whose
     explanations w.r.t. a class mean something (0 = eq. 1 alone); LEP starts as a copy of the backbone's default
@@ -168,7 +169,7 @@ class IMPACTXSingle(IMPACTX):
     uses_stage1 = False
     uses_teacher_maps = False
 
-    def __init__(self, backbone: str, num_classes: int, *, refresh_every: int = 1, explainer: str = "saliency",
+    def __init__(self, backbone: str, num_classes: int, *, refresh_every: int = 5, explainer: str | None = None,
                  explainer_options: dict[str, Any] | None = None, m_loss_weight: float = 1.0,
                  lep_init: str = "pretrained", **cfg: Any) -> None:
         super().__init__(backbone, num_classes, lep_init=lep_init, **cfg)
@@ -177,7 +178,8 @@ class IMPACTXSingle(IMPACTX):
         self.refresh_every = int(refresh_every)
         self.m_loss_weight = float(m_loss_weight)
         self.explainer_options = dict(explainer_options or {})
-        self.explainer = create_explainer(explainer, **self.explainer_options)
+        # None: the run's teacher explainer, resolved in fit(); a name is validated now
+        self.explainer = None if explainer is None else create_explainer(explainer, **self.explainer_options)
 
     @classmethod
     def lep_inits(cls) -> tuple[str, ...]:
@@ -190,9 +192,10 @@ class IMPACTXSingle(IMPACTX):
             total = total + self.m_loss_weight * F.cross_entropy(m, batch.y)
         return total, logits
 
-    def current_maps(self, ctx, batch_images: int = 500) -> torch.Tensor:
+    def current_maps(self, ctx) -> torch.Tensor:
         """Maps of the current M for every training image w.r.t. its true label, scaled per map."""
         split = ctx.data.train
+        batch_images = max(1, int(ctx.teacher.batch_images))
         out = []
         for i in range(0, len(split), batch_images):
             x = ctx.data.normalize(split.images[i:i + batch_images])
@@ -200,6 +203,8 @@ class IMPACTXSingle(IMPACTX):
         return scale_maps(torch.cat(out), self.map_scale)
 
     def fit(self, ctx) -> dict[str, Any]:
+        if self.explainer is None:
+            self.explainer = create_explainer(ctx.teacher.explainer, **{**ctx.teacher.options, **self.explainer_options})
         m = ctx.build_backbone()
         lep = trunk_copy(ctx, self.lep_init, None, latent_head(m.num_features))
         total_epochs = ctx.engine.cfg.epochs

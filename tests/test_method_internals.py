@@ -210,6 +210,15 @@ def test_single_stage_refreshes_maps_per_chunk(data, store):
     assert len(facts["refresh_s"]) == 2
     assert [h["chunk"] for h in facts["fit"]["history"]] == [0, 1]
     assert any(p.requires_grad for p in method.m.parameters())  # M trains too
+    assert facts["explainer"]["name"] == "saliency"  # default: the run's teacher explainer (make_ctx: saliency)
+
+
+def test_single_stage_explainer_can_be_named():
+    method = create_method("impactx-single", "tiny", NUM_CLASSES, explainer="occlusion",
+                           explainer_options={"window": 8, "stride": 8})
+    assert method.explainer.config()["window"] == 8
+    with pytest.raises(KeyError, match="valid explainers"):
+        create_method("impactx-single", "tiny", NUM_CLASSES, explainer="nosuch")
 
 
 # ------------------------------------------------------------------------------------------------------------ WAE
