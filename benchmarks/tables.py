@@ -174,6 +174,22 @@ def explanations_wide(long: pd.DataFrame, arrows: dict[str, str] = ARROW) -> pd.
     return wide.rename(columns={s: f"{s} ({arrows[directions[s]]})" for s in scores})
 
 
+def timings_wide(rows: pd.DataFrame) -> pd.DataFrame:
+    """Median wall time over seeds (seconds) per (dataset, backbone, method): the cell's ``fit`` and each training
+    stage and the shared teacher maps it used (``seconds/<stage>`` rows)."""
+    ok = rows[(rows["error"] == "") & ((rows["metric"] == "fit_seconds") | rows["metric"].str.startswith("seconds/"))]
+    if ok.empty:
+        return pd.DataFrame()
+    med = ok.groupby(["dataset", "backbone", "method", "metric"], sort=False)["value"].median().reset_index()
+    wide = med.pivot_table(index=["dataset", "backbone", "method"], columns="metric", values="value",
+                           aggfunc="first", sort=False).reset_index()
+    wide.columns.name = None
+    stages = [c for c in wide.columns[3:] if c != "fit_seconds"]
+    order = ["fit_seconds"] + sorted(stages, key=lambda c: (c != "seconds/stage1", c == "seconds/teacher_maps", c))
+    wide = wide.reindex(columns=["dataset", "backbone", "method", *order])
+    return wide.rename(columns={c: c.replace("seconds/", "") + " (s)" for c in order})
+
+
 def to_markdown(frame: pd.DataFrame) -> str:
     return tabulate(frame, headers="keys", tablefmt="github", showindex=False, disable_numparse=True)
 
@@ -236,6 +252,13 @@ def write_all_tables(out: str | Path) -> list[Path]:
                          "† p<0.05 vs baseline over test images (exact McNemar).\n")
         put("table2.tex", to_latex(wide, TABLE2_CAPTION, "tab:table2"))
         put("stats.csv", paired_tests(rows, per_image).to_csv(index=False))
+    timings = timings_wide(rows)
+    if not timings.empty:
+        put("timings.csv", timings.to_csv(index=False))
+        put("timings.md", "Wall time (s), median over seeds: `fit_seconds` = this cell's fit (cached inputs loaded, "
+                          "not recomputed); `stage1` = training the shared baseline model; `stage2` / `fit` = the "
+                          "method's own training; `teacher_maps` = computing the shared teacher maps.\n\n"
+                          + to_markdown(timings.round(1).astype(object).where(timings.notna(), "")) + "\n")
     explanations = explanations_long(rows)
     if not explanations.empty:
         wide = explanations_wide(explanations)

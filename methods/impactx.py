@@ -204,7 +204,8 @@ class IMPACTXSingle(IMPACTX):
 
     def fit(self, ctx) -> dict[str, Any]:
         if self.explainer is None:
-            self.explainer = create_explainer(ctx.teacher.explainer, **{**ctx.teacher.options, **self.explainer_options})
+            options = {**ctx.teacher.options, **self.explainer_options}
+            self.explainer = create_explainer(ctx.teacher.explainer, **options)
         m = ctx.build_backbone()
         lep = trunk_copy(ctx, self.lep_init, None, latent_head(m.num_features))
         total_epochs = ctx.engine.cfg.epochs

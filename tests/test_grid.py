@@ -106,6 +106,37 @@ def test_method_grid_selects_on_validation_and_records_the_choice(tmp_path):
     assert len(list((tmp_path / "r" / "artifacts" / "stage1").iterdir())) == 2
 
 
+def test_lambda_grid_picks_the_best_validation_candidate(tmp_path):
+    args = [*FAST, "--methods", "impactx", "--datasets", "digits", "--seeds", "0", "--out", str(tmp_path / "r"),
+            "--set", "tune.method.impactx.lam=[0.0,2.0]"]
+    assert main(args) == 0
+    rows = pd.read_csv(tmp_path / "r" / "rows.csv")
+    chosen = rows[rows.metric == "chosen/lam"].value.item()
+    assert chosen in (0.0, 2.0)
+    cells = list((tmp_path / "r" / "artifacts" / "cell").glob("*.pt"))
+    assert len(cells) == 2  # one stored training per candidate
+    from benchmarks.artifacts import ArtifactStore
+
+    store = ArtifactStore(tmp_path / "r" / "artifacts")
+    val = {}
+    for path in cells:
+        result = store.load("cell", path.stem)
+        val[result["facts"]["lam"]] = next(r["value"] for r in result["rows"] if r["metric"] == "val_accuracy")
+    assert val[chosen] == max(val.values())  # the reported cell is the candidate best on validation
+
+
+def test_paper_profile_searches_the_papers_grids():
+    from benchmarks.profiles import PROFILES
+
+    paper = PROFILES["paper"]()
+    assert paper["stage1_grid"]["batch_size"] == (16, 32, 64)
+    assert paper["stage1_grid"]["val_fraction"] == (0.05, 0.1, 0.2)
+    lrs = paper["stage1_grid"]["lr"]
+    assert len(lrs) == 20 and lrs[0] == pytest.approx(1e-4) and lrs[-1] == pytest.approx(0.0096)
+    assert paper["method_grid"]["impactx"]["lam"] == pytest.approx((0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4))
+    assert paper["seeds"] == (0, 1, 2) and paper["teacher"].options["max_evals"] == 2000
+
+
 def test_nan_loss_is_an_error_row_and_exit_1(tmp_path, monkeypatch, capsys):
     (tmp_path / "nan_plugin.py").write_text(
         "import torch\n"

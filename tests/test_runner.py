@@ -41,6 +41,17 @@ def test_smoke_end_to_end_writes_rows_and_tables(tmp_path):
     assert wide.loc[wide.dataset == "digits", "baseline"].item().startswith(f"{digits_mean:.2f} ± ")
 
 
+def test_rows_separate_a_methods_own_time_from_the_shared_work(tmp_path):
+    code, out = run(tmp_path, "--methods", "baseline,impactx", "--datasets", "digits", "--no-explain-eval")
+    assert code == 0
+    rows = pd.read_csv(out / "rows.csv").set_index(["method", "metric"])["value"]
+    for metric in ("seconds/stage1", "seconds/stage2", "seconds/teacher_maps", "fit_seconds"):
+        assert rows[("impactx", metric)] > 0, metric
+    assert ("baseline", "seconds/teacher_maps") not in rows.index  # the baseline uses no teacher maps
+    # the stage-1 model is shared: the same training time is reported by both methods that use it
+    assert rows[("baseline", "seconds/stage1")] == rows[("impactx", "seconds/stage1")]
+
+
 def test_rerun_recomputes_nothing(tmp_path, monkeypatch):
     code, out = run(tmp_path, "--methods", "baseline", "--datasets", "digits")
     assert code == 0

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from benchmarks.tables import (explanations_long, explanations_wide, mcnemar_p, paired_tests, summarize, table2_long,
-                               table2_wide, to_latex, write_all_tables)
+                               table2_wide, timings_wide, to_latex, write_all_tables)
 from benchmarks.results import write_rows
 
 
@@ -91,3 +91,15 @@ def test_explanation_table_puts_the_score_direction_in_the_header():
     assert wide["source"].tolist() == ["own", "shap"]
     assert wide.loc[wide.source == "own", "aopc (↑)"].item() == f"0.320 ± {np.std([0.30, 0.34], ddof=1):.3f}"
     assert wide.loc[wide.source == "shap", "deletion_auc (↓)"].item().startswith("0.790 ± ")
+
+
+def test_timings_are_medians_over_seeds_per_stage():
+    rows = []
+    for seed, (fit, stage1, stage2) in enumerate([(10.0, 4.0, 5.0), (30.0, 6.0, 7.0), (20.0, 5.0, 100.0)]):
+        for metric, value in (("fit_seconds", fit), ("seconds/stage1", stage1), ("seconds/stage2", stage2)):
+            rows.append({"method": "impactx", "backbone": "lenet5", "dataset": "cifar10", "seed": seed,
+                         "metric": metric, "value": value, "direction": "info", "error": ""})
+    wide = timings_wide(pd.DataFrame(rows))
+    assert list(wide.columns) == ["dataset", "backbone", "method", "fit_seconds (s)", "stage1 (s)", "stage2 (s)"]
+    assert wide.iloc[0]["fit_seconds (s)"] == 20.0 and wide.iloc[0]["stage1 (s)"] == 5.0
+    assert wide.iloc[0]["stage2 (s)"] == 7.0
