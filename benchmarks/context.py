@@ -115,7 +115,8 @@ class FitContext:
         from methods.explainers.cache import cached_maps
 
         stats: dict[str, Any] = {}
-        maps = cached_maps(model, self.data, "train", self.teacher, model_key, self.artifacts, stats=stats)
+        maps = cached_maps(model, self.data, "train", self.teacher, model_key, self.artifacts,
+                           progress=self.engine.progress, stats=stats)
         self.facts["teacher_maps"] = stats
         return maps
 

@@ -192,9 +192,11 @@ def explanation_rows(cfg: RunConfig, method, data: DataBundle, seed: int) -> tup
     """MoRF / ground-truth rows of a trained method, and what the figures need (curves, a few examples)."""
     from benchmarks.explanation_quality import explain_and_perturb, rows_from_run
 
+    # The post-hoc maps of a trained method: the teacher explainer, but never compiled (a few hundred images do not
+    # repay a compile, and a method's forward may itself run an explainer, e.g. wae-shap, which dynamo cannot trace).
+    options = {k: v for k, v in cfg.teacher.options.items() if k != "compile"}
     run = explain_and_perturb(method, data, n_images=cfg.explanation_images, seed=seed,
-                              explainer=cfg.teacher.explainer, explainer_options=cfg.teacher.options,
-                              morf_options=cfg.morf)
+                              explainer=cfg.teacher.explainer, explainer_options=options, morf_options=cfg.morf)
     rows = [{k: v for k, v in row.items() if k in ("metric", "value", "direction")} for row in rows_from_run(run)]
     figure = {"curves": {k: v.half().cpu() for k, v in run.curves.items()},
               "images": run.images[:N_EXAMPLES].cpu(),

@@ -11,6 +11,7 @@ from methods.explainers.base import Explainer, register_explainer
 
 class _CaptumExplainer(Explainer):
     captum_class: str = ""
+    input_gradient: bool = False  # the method differentiates w.r.t. the input itself (captum warns if not enabled)
 
     def __init__(self, output: str = "probability", batch_size: int = 256) -> None:
         super().__init__(output)
@@ -29,7 +30,7 @@ class _CaptumExplainer(Explainer):
         out = []
         try:
             for start in range(0, x.shape[0], self.batch_size):
-                xb = x[start:start + self.batch_size].detach().clone()
+                xb = x[start:start + self.batch_size].detach().clone().requires_grad_(self.input_gradient)
                 tb = target[start:start + self.batch_size].to(x.device)
                 out.append(self.attribute(method, xb, tb).detach())
         finally:
@@ -42,6 +43,7 @@ class Saliency(_CaptumExplainer):
     """Absolute input gradient (Simonyan et al. 2014)."""
 
     captum_class = "Saliency"
+    input_gradient = True
 
 
 @register_explainer("integrated-gradients")
