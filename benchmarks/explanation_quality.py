@@ -76,7 +76,8 @@ def _batched(fn, x: torch.Tensor, target: torch.Tensor, batch_size: int) -> torc
                       for i in range(0, x.shape[0], batch_size)])
 
 
-def explain_and_perturb(method, data, *, n_images: int | None = 256, seed: int = 0, explainer: str = "partition",
+def explain_and_perturb(method, data, *, n_images: int | None = 256, seed: int = 0,
+                        explainer: str | None = "partition",
                         explainer_options: dict[str, Any] | None = None, morf_options: dict[str, Any] | None = None,
                         target: str = "label", batch_size: int = 256) -> ExplanationRun:
     """Maps of the three sources and their MoRF curves on a seeded test subset (see the module docstring).
@@ -102,12 +103,12 @@ def explain_and_perturb(method, data, *, n_images: int | None = 256, seed: int =
                 tgt = torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
         else:
             tgt = labels
-        post_hoc = create_explainer(explainer, **(explainer_options or {}))
-        maps = {
-            "own": _batched(method.explain, x, tgt, batch_size),
-            source_name(explainer): _batched(lambda xb, tb: post_hoc.explain(model, xb, tb), x, tgt, batch_size),
-            "random": random_maps(index, (1, *images.shape[-2:]), seed),
-        }
+        maps = {"own": _batched(method.explain, x, tgt, batch_size)}
+        if explainer is not None:
+            post_hoc = create_explainer(explainer, **(explainer_options or {}))
+            maps[source_name(explainer)] = _batched(lambda xb, tb: post_hoc.explain(model, xb, tb), x, tgt,
+                                                    batch_size)
+        maps["random"] = random_maps(index, (1, *images.shape[-2:]), seed)
         curves = {name: morf_curves(model, images, tgt, m, normalize=data, index=index, config=config)
                   for name, m in maps.items()}
         reference = random_curves(model, images, tgt, normalize=data, index=index, config=config)

@@ -195,12 +195,18 @@ def explanation_rows(cfg: RunConfig, method, data: DataBundle, seed: int) -> tup
     # The post-hoc maps of a trained method: the teacher explainer, but never compiled (a few hundred images do not
     # repay a compile, and a method's forward may itself run an explainer, e.g. wae-shap, which dynamo cannot trace).
     options = {k: v for k, v in cfg.teacher.options.items() if k != "compile"}
-    run = explain_and_perturb(method, data, n_images=cfg.explanation_images, seed=seed,
-                              explainer=cfg.teacher.explainer, explainer_options=options, morf_options=cfg.morf)
+    n_images = cfg.explanation_images
+    if method.max_explanation_images is not None:
+        n_images = min(n_images, method.max_explanation_images)
+    run = explain_and_perturb(method, data, n_images=n_images, seed=seed,
+                              explainer=cfg.teacher.explainer if method.post_hoc_explainable else None,
+                              explainer_options=options, morf_options=cfg.morf)
     rows = [{k: v for k, v in row.items() if k in ("metric", "value", "direction")} for row in rows_from_run(run)]
+    rows.append({"metric": "explanation_images", "value": len(run.index), "direction": "info"})
+    # clone(): a saved slice would otherwise carry its whole parent storage (all explained images) to disk
     figure = {"curves": {k: v.half().cpu() for k, v in run.curves.items()},
-              "images": run.images[:N_EXAMPLES].cpu(),
-              "maps": {k: v[:N_EXAMPLES].float().cpu() for k, v in run.maps.items() if k != "random"},
+              "images": run.images[:N_EXAMPLES].cpu().clone(),
+              "maps": {k: v[:N_EXAMPLES].float().cpu().clone() for k, v in run.maps.items() if k != "random"},
               "titles": [data.classes[int(t)] for t in run.target[:N_EXAMPLES]]}
     return rows, figure
 

@@ -24,6 +24,12 @@ class Method(nn.Module):
     uses_teacher_maps: ClassVar[bool] = False
     #: True for methods that start from the stage-1 (baseline) model of the same cell.
     uses_stage1: ClassVar[bool] = False
+    #: False when a post-hoc explainer on top of ``predict`` is unaffordable (``predict`` itself runs an explainer:
+    #: SHAP of it would cost max_evals predictions per image); explanation tables then omit that map source.
+    post_hoc_explainable: ClassVar[bool] = True
+    #: At most this many test images get their maps scored with MoRF (None: the run's ``explanation_images``);
+    #: for methods whose every prediction is expensive.
+    max_explanation_images: ClassVar[int | None] = None
 
     def __init__(self, backbone: str, num_classes: int, **cfg: Any) -> None:
         super().__init__()

@@ -136,7 +136,15 @@ class WAE(Method):
 
 @register_method("wae-shap")
 class WAEShap(WAE):
-    """WAE with E_c(x) = per-image maps of the stage-1 model for every class at test time (``explainer``)."""
+    """WAE with E_c(x) = per-image maps of the stage-1 model for every class at test time (``explainer``).
+
+    Every prediction runs the explainer once per class (K x max_evals model evaluations), so the runner scores its
+    maps on at most 16 test images and computes no post-hoc SHAP map of it (SHAP of a model that runs SHAP would
+    cost another max_evals predictions per image).
+    """
+
+    post_hoc_explainable = False
+    max_explanation_images = 16
 
     def __init__(self, backbone: str, num_classes: int, *, explainer: str = "partition",
                  explainer_options: dict[str, Any] | None = None, **cfg: Any) -> None:

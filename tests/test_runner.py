@@ -52,6 +52,19 @@ def test_rows_separate_a_methods_own_time_from_the_shared_work(tmp_path):
     assert rows[("baseline", "seconds/stage1")] == rows[("impactx", "seconds/stage1")]
 
 
+def test_a_method_that_runs_an_explainer_per_prediction_gets_a_capped_explanation_budget(tmp_path):
+    """wae-shap predicts by explaining every class: no post-hoc map on top of it, MoRF on at most 16 images."""
+    code, out = run(tmp_path, "--methods", "baseline,wae-shap", "--datasets", "digits", "--set",
+                    "explanation_images=24", "--set", "method.wae-shap.explainer=saliency")
+    assert code == 0
+    rows = pd.read_csv(out / "rows.csv")
+    ours, base = rows[rows.method == "wae-shap"], rows[rows.method == "baseline"]
+    assert ours[ours.metric == "explanation_images"].value.item() == 16
+    assert base[base.metric == "explanation_images"].value.item() == 24
+    assert {"aopc/own", "aopc/random"} <= set(ours.metric) and not ours.metric.str.endswith("/saliency").any()
+    assert base.metric.str.endswith("/saliency").any()
+
+
 def test_rerun_recomputes_nothing(tmp_path, monkeypatch):
     code, out = run(tmp_path, "--methods", "baseline", "--datasets", "digits")
     assert code == 0
