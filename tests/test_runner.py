@@ -55,7 +55,8 @@ def test_rows_separate_a_methods_own_time_from_the_shared_work(tmp_path):
 def test_a_method_that_runs_an_explainer_per_prediction_gets_a_capped_explanation_budget(tmp_path):
     """wae-shap predicts by explaining every class: no post-hoc map on top of it, MoRF on at most 16 images."""
     code, out = run(tmp_path, "--methods", "baseline,wae-shap", "--datasets", "digits", "--set",
-                    "explanation_images=24", "--set", "method.wae-shap.explainer=saliency")
+                    "explanation_images=24", "--set", "method.wae-shap.explainer=saliency",
+                    "--set", "method.wae-shap.explainer_options={}")
     assert code == 0
     rows = pd.read_csv(out / "rows.csv")
     ours, base = rows[rows.method == "wae-shap"], rows[rows.method == "baseline"]
