@@ -26,7 +26,8 @@ from datasets.base import DataBundle
 
 log = logging.getLogger(__name__)
 
-RESULT_VERSION = 1  # bump when the meaning of stored cell results changes
+RESULT_VERSION = 2  # bump when the meaning or content of stored cell results changes (2: explanation_images row,
+#                    method-capped explanation budgets, uncompiled post-hoc maps)
 
 
 @dataclass(frozen=True)
