@@ -96,6 +96,12 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return apply_settings(RunConfig(**fields), args.set)
 
 
+def summary_line(obj: object) -> str:
+    """The first line of an object's docstring ('' when it has none)."""
+    lines = (getattr(obj, "__doc__", None) or "").strip().splitlines()
+    return lines[0] if lines else ""
+
+
 def list_everything() -> str:
     from datasets.registry import dataset_spec, list_datasets
     from methods.backbones import backbone_spec, list_backbones
@@ -103,12 +109,12 @@ def list_everything() -> str:
     from methods.registry import get_method_class, list_methods
 
     lines = ["methods:"]
-    lines += [f"  {m:<18} {(get_method_class(m).__doc__ or '').strip().splitlines()[0]}" for m in list_methods()]
+    lines += [f"  {m:<18} {summary_line(get_method_class(m))}" for m in list_methods()]
     lines += ["backbones:"] + [f"  {b:<18} {backbone_spec(b).description}" for b in list_backbones()]
     lines += ["  timm:<name>        any other timm model"]
     lines += ["datasets:"] + [f"  {d:<18} {dataset_spec(d).description}" for d in list_datasets()]
     lines += ["explainers:", "  " + ", ".join(list_explainers())]
-    lines += ["profiles:"] + [f"  {p:<18} {(f.__doc__ or '').strip().splitlines()[0]}" for p, f in PROFILES.items()]
+    lines += ["profiles:"] + [f"  {p:<18} {summary_line(f)}" for p, f in PROFILES.items()]
     return "\n".join(lines)
 
 

@@ -29,7 +29,9 @@ from methods.registry import register_method
 
 @register_method("abn")
 class ABN(Method):
-    """Options: ``attention_weight`` (weight of the attention branch's CE; 1.0 = the paper's plain sum)."""
+    """Attention Branch Network: attention map M re-weights features as (1 + M) * g; perception CE + attention CE.
+
+    Options: ``attention_weight`` (weight of the attention branch's CE; 1.0 = the paper's plain sum)."""
 
     def __init__(self, backbone: str, num_classes: int, *, attention_weight: float = 1.0, **cfg: Any) -> None:
         super().__init__(backbone, num_classes, **cfg)

@@ -12,6 +12,8 @@ from methods.registry import register_method
 
 @register_method("baseline")
 class Baseline(Method):
+    """The backbone trained with cross-entropy alone; its maps come from a post-hoc explainer (``explainer``)."""
+
     uses_stage1 = True
 
     def __init__(self, backbone: str, num_classes: int, *, explainer: str = "saliency",

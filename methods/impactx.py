@@ -37,7 +37,9 @@ from methods.registry import register_method
 
 @register_method("impactx")
 class IMPACTX(Method):
-    """Two-stage IMPACTX. Options: ``lam`` (λ of eq. 1), ``map_scale`` (``"max_abs"`` | ``"raw"``), ``lep_init``
+    """Two-stage IMPACTX: frozen stage-1 M + LEP/decoder trained to reproduce teacher maps, classifier on both.
+
+    Options: ``lam`` (λ of eq. 1), ``map_scale`` (``"max_abs"`` | ``"raw"``), ``lep_init``
     (``"stage1"`` | ``"pretrained"`` | ``"scratch"``), ``decoder_width`` (filters of D's first block)."""
 
     uses_stage1 = True

@@ -41,7 +41,9 @@ STAGE1_INPUTS = ("features", "logits")
 
 @register_method("wae")
 class WAE(Method):
-    """Options: ``map_scale`` (``"max_abs"`` | ``"raw"``), ``encoder_init`` (``"pretrained"`` | ``"stage1"`` |
+    """WAE (reconstructed): maps encoded next to the stage-1 features; test-time map = sum_c p(c|x) * E_c.
+
+    Options: ``map_scale`` (``"max_abs"`` | ``"raw"``), ``encoder_init`` (``"pretrained"`` | ``"stage1"`` |
     ``"scratch"``; decided default "pretrained": E reads maps, not images), ``stage1_input``
     (``"features"`` | ``"logits"``)."""
 

@@ -16,6 +16,24 @@ def digits():
     return load_dataset("digits")
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models on a shared 2-core CPU: intra-op threads only add contention (10-40x slower when loaded).
+
+    Opt in per module with ``pytestmark = pytest.mark.usefixtures("one_thread")``.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_synthetic(synthetic):
+    """96 training and 24 test images of `synthetic`: enough for a few training steps per method."""
+    return synthetic.limit(train=96, test=24)
+
+
 @pytest.fixture
 def small_synthetic(synthetic):
     return synthetic.limit(train=200, test=50, seed=0)

@@ -96,21 +96,22 @@ def test_corrupt_artifact_is_rebuilt(tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(first, measured(tmp_path / "r"))
 
 
-def test_method_grid_selects_on_validation_and_records_the_choice(tmp_path):
-    args = [*FAST, "--methods", "baseline", "--datasets", "digits", "--seeds", "0", "--out", str(tmp_path / "r"),
-            "--set", "tune.stage1.lr=[0.0005,0.005]"]
+def run_with_grid(out: Path, method: str, grid: str) -> pd.DataFrame:
+    """Run one method on `digits` with a `--set tune...` grid; return its rows."""
+    args = [*FAST, "--methods", method, "--datasets", "digits", "--seeds", "0", "--out", str(out), "--set", grid]
     assert main(args) == 0
-    rows = pd.read_csv(tmp_path / "r" / "rows.csv")
+    return pd.read_csv(out / "rows.csv")
+
+
+def test_method_grid_selects_on_validation_and_records_the_choice(tmp_path):
+    rows = run_with_grid(tmp_path / "r", "baseline", "tune.stage1.lr=[0.0005,0.005]")
     chosen = rows[rows.metric == "chosen/stage1.lr"].value.item()
     assert chosen in (0.0005, 0.005)
     assert len(list((tmp_path / "r" / "artifacts" / "stage1").iterdir())) == 2
 
 
 def test_lambda_grid_picks_the_best_validation_candidate(tmp_path):
-    args = [*FAST, "--methods", "impactx", "--datasets", "digits", "--seeds", "0", "--out", str(tmp_path / "r"),
-            "--set", "tune.method.impactx.lam=[0.0,2.0]"]
-    assert main(args) == 0
-    rows = pd.read_csv(tmp_path / "r" / "rows.csv")
+    rows = run_with_grid(tmp_path / "r", "impactx", "tune.method.impactx.lam=[0.0,2.0]")
     chosen = rows[rows.metric == "chosen/lam"].value.item()
     assert chosen in (0.0, 2.0)
     cells = list((tmp_path / "r" / "artifacts" / "cell").glob("*.pt"))

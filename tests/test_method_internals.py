@@ -17,18 +17,12 @@ from methods.explainers import create_explainer
 NUM_CLASSES = 10
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core CPU: intra-op threads only add contention (10-40x slower when loaded)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def data():
-    return load_dataset("synthetic").limit(train=96, test=24)
+def data(tiny_synthetic):
+    return tiny_synthetic
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import torch
 from benchmarks.artifacts import ArtifactStore
 from benchmarks.context import BackboneConfig, FitContext, TeacherConfig
 from benchmarks.engine import Engine, TrainConfig
-from datasets import load_dataset
 from methods import create_method, list_methods
 from methods.base import check_map_shape
 from methods.registry import get_method_class
@@ -20,18 +19,12 @@ FAST_OPTIONS = {"wae-shap": {"explainer": "saliency", "explainer_options": {}}}
 STORE = ArtifactStore(None)  # shared: the stage-1 model and teacher maps are computed once for the whole module
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core CPU: intra-op threads only add contention (10-40x slower when loaded)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def data():
-    return load_dataset("synthetic").limit(train=96, test=24)
+def data(tiny_synthetic):
+    return tiny_synthetic
 
 
 def make_ctx(data, store=STORE, **train):

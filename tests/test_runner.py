@@ -136,3 +136,14 @@ def test_help_explains_the_flags(capsys):
     text = capsys.readouterr().out
     for flag in ("--all", "--profile", "--set", "--plugin", "--executor", "--seeds", "--device"):
         assert flag in text
+
+
+def test_list_names_every_registered_method_with_a_description(capsys):
+    from methods import list_methods
+
+    assert main(["--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for name in list_methods():
+        line = next(x for x in lines if x.split()[:1] == [name])
+        assert len(line.split()) > 1, f"{name} is listed without a description"
+    assert any("synthetic" in x for x in lines) and any("partition" in x for x in lines)
