@@ -155,9 +155,19 @@ def explanations_long(rows: pd.DataFrame) -> pd.DataFrame:
 SCORE_ORDER = ("aopc", "deletion_auc", "aopc_vs_random", "deletion_auc_vs_random", "mask_share", "pointing_game")
 
 
-def explanations_wide(long: pd.DataFrame, arrows: dict[str, str] = ARROW) -> pd.DataFrame:
+def explanation_image_counts(rows: pd.DataFrame) -> pd.DataFrame:
+    """Test images each cell's explanation scores were computed on (``explanation_images`` rows; the smallest over
+    seeds): a method may cap its budget, so the count belongs next to its scores."""
+    ok = rows[(rows["error"] == "") & (rows["metric"] == "explanation_images")]
+    counts = ok.groupby(["dataset", "backbone", "method"], sort=False)["value"].min().astype(int)
+    return counts.rename("images").reset_index()
+
+
+def explanations_wide(long: pd.DataFrame, arrows: dict[str, str] = ARROW,
+                      images: pd.DataFrame | None = None) -> pd.DataFrame:
     """Rows: dataset, backbone, method, map source (own, the post-hoc explainer, random); one column per score whose
-    header carries its direction, e.g. ``aopc (↑)``, ``deletion_auc (↓)``."""
+    header carries its direction, e.g. ``aopc (↑)``, ``deletion_auc (↓)``; then ``images`` (see
+    `explanation_image_counts`) when given."""
     if long.empty:
         return pd.DataFrame()
     parts = long["metric"].str.split("/", n=1, expand=True)
@@ -171,7 +181,11 @@ def explanations_wide(long: pd.DataFrame, arrows: dict[str, str] = ARROW) -> pd.
     scores = [s for s in SCORE_ORDER if s in wide.columns] + \
         [s for s in wide.columns[4:] if s not in SCORE_ORDER]
     wide = wide.reindex(columns=["dataset", "backbone", "method", "source", *scores]).fillna("")
-    return wide.rename(columns={s: f"{s} ({arrows[directions[s]]})" for s in scores})
+    wide = wide.rename(columns={s: f"{s} ({arrows[directions[s]]})" for s in scores})
+    if images is not None and not images.empty:
+        wide = wide.merge(images.astype({"images": str}), on=["dataset", "backbone", "method"], how="left")
+        wide["images"] = wide["images"].fillna("")
+    return wide
 
 
 def timings_wide(rows: pd.DataFrame) -> pd.DataFrame:
@@ -261,11 +275,12 @@ def write_all_tables(out: str | Path) -> list[Path]:
                           + to_markdown(timings.round(1).astype(object).where(timings.notna(), "")) + "\n")
     explanations = explanations_long(rows)
     if not explanations.empty:
-        wide = explanations_wide(explanations)
+        wide = explanations_wide(explanations, images=explanation_image_counts(rows))
         put("explanations.csv", wide.to_csv(index=False))
         put("explanations_long.csv", explanations.to_csv(index=False))
         put("explanations.md", "Explanation quality (↑ higher is better, ↓ lower is better); source = whose map: "
-                               "the method's own, a post-hoc explainer applied to the same model, or random.\n\n"
+                               "the method's own, a post-hoc explainer applied to the same model, or random; "
+                               "images = test images scored per seed.\n\n"
                                + to_markdown(wide) + "\n")
         put("explanations.tex", to_latex(wide, EXPLANATIONS_CAPTION, "tab:explanations", text_columns=4))
     return written

@@ -4,8 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks.tables import (explanations_long, explanations_wide, mcnemar_p, paired_tests, summarize, table2_long,
-                               table2_wide, timings_wide, to_latex, write_all_tables)
+from benchmarks.tables import (explanation_image_counts, explanations_long, explanations_wide, mcnemar_p,
+                               paired_tests, summarize, table2_long, table2_wide, timings_wide, to_latex,
+                               write_all_tables)
 from benchmarks.results import write_rows
 
 
@@ -92,6 +93,20 @@ def test_explanation_table_puts_the_score_direction_in_the_header():
     assert wide.loc[wide.source == "own", "aopc (↑)"].item() == f"0.320 ± {np.std([0.30, 0.34], ddof=1):.3f}"
     assert wide.loc[wide.source == "shap", "deletion_auc (↓)"].item().startswith("0.790 ± ")
 
+
+
+def test_explanation_table_says_how_many_images_each_method_was_scored_on():
+    rows = []
+    for method, images in (("impactx", 200), ("wae-shap", 16)):
+        for seed in (0, 1):
+            rows.append({"method": method, "backbone": "lenet5", "dataset": "synthetic", "seed": seed,
+                         "metric": "aopc/own", "value": 0.5, "direction": "higher", "error": ""})
+            rows.append({"method": method, "backbone": "lenet5", "dataset": "synthetic", "seed": seed,
+                         "metric": "explanation_images", "value": float(images), "direction": "info", "error": ""})
+    rows = pd.DataFrame(rows)
+    wide = explanations_wide(explanations_long(rows), images=explanation_image_counts(rows))
+    assert list(wide.columns)[-1] == "images"
+    assert dict(zip(wide["method"], wide["images"])) == {"impactx": "200", "wae-shap": "16"}
 
 def test_timings_are_medians_over_seeds_per_stage():
     rows = []
