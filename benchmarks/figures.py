@@ -63,11 +63,12 @@ def _image(raw: torch.Tensor) -> torch.Tensor:
 
 def plot_examples(images_raw: torch.Tensor, maps_by_source: dict[str, torch.Tensor],
                   curves_by_source: dict[str, torch.Tensor], path: str | Path, titles: Sequence[str] | None = None,
-                  *, ylabel: str = "score") -> Path:
+                  *, ylabel: str = "score", suptitle: str | None = None) -> Path:
     """One row per image: input | one column per map source | the MoRF curves of all sources (paper Figs 3-5).
 
     ``images_raw`` [B, 3, H, W] uint8 or float in [0, 1]; ``maps_by_source``: source -> [B, 1|C, H, W] (summed over
-    channels for display); ``curves_by_source``: source -> [B, L+1]; ``titles``: one label per row (e.g. the class).
+    channels for display); ``curves_by_source``: source -> [B, L+1]; ``titles``: one label per row (e.g. the class);
+    ``suptitle``: one line above the grid (e.g. method, dataset, backbone, seed).
     """
     n = images_raw.shape[0]
     if titles is not None and len(titles) != n:
@@ -101,6 +102,8 @@ def plot_examples(images_raw: torch.Tensor, maps_by_source: dict[str, torch.Tens
             ax.legend(fontsize=7)
         if i == n - 1:
             ax.set_xlabel("fraction replaced", fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 

@@ -233,7 +233,8 @@ def write_figures(cfg: RunConfig, group: Group, dataset: str, results: dict[str,
         plot_morf_curves(curves, folder / f"morf_{stem}.png", title=f"MoRF, {dataset} / {group.backbone}")
         for method, f in figures.items():
             plot_examples(f["images"], f["maps"], {k: v.float()[:N_EXAMPLES] for k, v in f["curves"].items()},
-                          folder / f"examples_{stem}_{method}.png", titles=f["titles"])
+                          folder / f"examples_{stem}_{method}.png", titles=f["titles"],
+                          suptitle=f"{method}: {dataset} / {group.backbone}, seed {group.seed}")
     except Exception:  # noqa: BLE001 - a figure must never cost the results
         log.warning("could not draw figures for %s", stem, exc_info=True)
 

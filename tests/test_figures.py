@@ -49,7 +49,8 @@ def test_plot_examples_writes_one_row_per_image(tmp_path):
     curves = {"shap": _curves(n, 64, 3.0, 0), "own": _curves(n, 64, 6.0, 1)}
     small = _check_png(plot_examples(images[:1], {k: v[:1] for k, v in maps.items()},
                                      {k: v[:1] for k, v in curves.items()}, tmp_path / "one.png"))
-    big = _check_png(plot_examples(images, maps, curves, tmp_path / "three.png", titles=["a", "b", "c"]))
+    big = _check_png(plot_examples(images, maps, curves, tmp_path / "three.png", titles=["a", "b", "c"],
+                                   suptitle="impactx: synthetic / lenet5, seed 0"))
     assert big.shape[0] > 2 * small.shape[0]  # rows stack vertically
     with pytest.raises(ValueError):
         plot_examples(images, maps, curves, tmp_path / "bad.png", titles=["a"])
