@@ -189,6 +189,17 @@ def fit_rows(facts: dict[str, Any]) -> list[dict[str, Any]]:
 N_EXAMPLES = 4  # example rows kept per cell for the paper-style figure
 
 
+def example_rows(targets: torch.Tensor, k: int = N_EXAMPLES) -> torch.Tensor:
+    """Up to ``k`` row indices for the example figure, one class each while classes last (test sets are often sorted
+    by class, so the first rows would all show one class), then the next unused rows."""
+    first_of_class: dict[int, int] = {}
+    for i, t in enumerate(targets.tolist()):
+        first_of_class.setdefault(int(t), i)
+    picked = sorted(first_of_class.values())[:k]
+    picked += [i for i in range(len(targets)) if i not in picked][:k - len(picked)]
+    return torch.tensor(sorted(picked), dtype=torch.long)
+
+
 def explanation_rows(cfg: RunConfig, method, data: DataBundle, seed: int) -> tuple[list[dict[str, Any]], dict]:
     """MoRF / ground-truth rows of a trained method, and what the figures need (curves, a few examples)."""
     from benchmarks.explanation_quality import explain_and_perturb, rows_from_run
@@ -204,11 +215,13 @@ def explanation_rows(cfg: RunConfig, method, data: DataBundle, seed: int) -> tup
                               explainer_options=options, morf_options=cfg.morf)
     rows = [{k: v for k, v in row.items() if k in ("metric", "value", "direction")} for row in rows_from_run(run)]
     rows.append({"metric": "explanation_images", "value": len(run.index), "direction": "info"})
-    # clone(): a saved slice would otherwise carry its whole parent storage (all explained images) to disk
+    # indexing with `pick` copies: a saved slice would otherwise carry its whole parent storage to disk
+    pick = example_rows(run.target.cpu()).to(run.images.device)
     figure = {"curves": {k: v.half().cpu() for k, v in run.curves.items()},
-              "images": run.images[:N_EXAMPLES].cpu().clone(),
-              "maps": {k: v[:N_EXAMPLES].float().cpu().clone() for k, v in run.maps.items() if k != "random"},
-              "titles": [data.classes[int(t)] for t in run.target[:N_EXAMPLES]]}
+              "example_curves": {k: v[pick].float().cpu() for k, v in run.curves.items()},
+              "images": run.images[pick].cpu(),
+              "maps": {k: v[pick].float().cpu() for k, v in run.maps.items() if k != "random"},
+              "titles": [data.classes[int(t)] for t in run.target[pick]]}
     return rows, figure
 
 
@@ -232,7 +245,8 @@ def write_figures(cfg: RunConfig, group: Group, dataset: str, results: dict[str,
     try:
         plot_morf_curves(curves, folder / f"morf_{stem}.png", title=f"MoRF, {dataset} / {group.backbone}")
         for method, f in figures.items():
-            plot_examples(f["images"], f["maps"], {k: v.float()[:N_EXAMPLES] for k, v in f["curves"].items()},
+            examples = f.get("example_curves") or {k: v[:N_EXAMPLES] for k, v in f["curves"].items()}
+            plot_examples(f["images"], f["maps"], {k: v.float() for k, v in examples.items()},
                           folder / f"examples_{stem}_{method}.png", titles=f["titles"],
                           suptitle=f"{method}: {dataset} / {group.backbone}, seed {group.seed}")
     except Exception:  # noqa: BLE001 - a figure must never cost the results

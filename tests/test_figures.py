@@ -54,3 +54,11 @@ def test_plot_examples_writes_one_row_per_image(tmp_path):
     assert big.shape[0] > 2 * small.shape[0]  # rows stack vertically
     with pytest.raises(ValueError):
         plot_examples(images, maps, curves, tmp_path / "bad.png", titles=["a"])
+
+
+def test_example_rows_show_different_classes_when_the_test_set_is_sorted_by_class():
+    from benchmarks.grid import example_rows
+
+    sorted_targets = torch.tensor([0] * 5 + [1] * 5 + [2] * 5)
+    assert example_rows(sorted_targets, 4).tolist() == [0, 1, 5, 10]
+    assert example_rows(torch.tensor([3, 3]), 4).tolist() == [0, 1]
