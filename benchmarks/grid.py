@@ -148,11 +148,13 @@ def run_cell(cfg: RunConfig, group: Group, method_name: str, data: DataBundle, a
     facts = method.fit(ctx) or {}
     fit_s = time.perf_counter() - start
     logits = predict_logits(method.predict, data, data.test, cfg.train.eval_batch_size)
+    test_s = time.perf_counter() - start - fit_s
     if not torch.isfinite(logits).all():
         raise FloatingPointError("non-finite logits on the test set (diverged training: NaN loss?)")
     correct = (logits.argmax(1) == data.test.labels).cpu()
     rows = [{"metric": "accuracy", "value": 100.0 * float(correct.float().mean()), "direction": "higher"},
-            {"metric": "fit_seconds", "value": fit_s, "direction": "info"}]
+            {"metric": "fit_seconds", "value": fit_s, "direction": "info"},
+            {"metric": "seconds/test", "value": test_s, "direction": "info"}]
     rows += fit_rows({**facts, "stage1_fit": ctx.facts.get("stage1_fit")})
     if "teacher_maps" in ctx.facts:  # what the shared teacher maps cost, whichever cell computed them
         rows.append({"metric": "seconds/teacher_maps", "value": ctx.facts["teacher_maps"]["compute_seconds"],
@@ -161,8 +163,10 @@ def run_cell(cfg: RunConfig, group: Group, method_name: str, data: DataBundle, a
         rows.append({"metric": f"chosen/stage1.{name}", "value": value, "direction": "info"})
     figure = None
     if cfg.explain_eval:
+        start = time.perf_counter()
         explanation, figure = explanation_rows(cfg, method, data, group.seed)
-        rows += explanation
+        rows += explanation + [{"metric": "seconds/explanations", "value": time.perf_counter() - start,
+                                "direction": "info"}]
     return {"rows": rows, "per_image": correct.numpy().astype(bool), "facts": _plain(facts), "figure": figure}
 
 

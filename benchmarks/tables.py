@@ -199,7 +199,9 @@ def timings_wide(rows: pd.DataFrame) -> pd.DataFrame:
                            aggfunc="first", sort=False).reset_index()
     wide.columns.name = None
     stages = [c for c in wide.columns[3:] if c != "fit_seconds"]
-    order = ["fit_seconds"] + sorted(stages, key=lambda c: (c != "seconds/stage1", c == "seconds/teacher_maps", c))
+    after = ("seconds/teacher_maps", "seconds/test", "seconds/explanations")  # shared work, then evaluation
+    order = ["fit_seconds"] + sorted(stages, key=lambda c: (c != "seconds/stage1", after.index(c) + 1 if c in after
+                                                            else 0, c))
     wide = wide.reindex(columns=["dataset", "backbone", "method", *order])
     return wide.rename(columns={c: c.replace("seconds/", "") + " (s)" for c in order})
 
@@ -271,7 +273,9 @@ def write_all_tables(out: str | Path) -> list[Path]:
         put("timings.csv", timings.to_csv(index=False))
         put("timings.md", "Wall time (s), median over seeds: `fit_seconds` = this cell's fit (cached inputs loaded, "
                           "not recomputed); `stage1` = training the shared baseline model; `stage2` / `fit` = the "
-                          "method's own training; `teacher_maps` = computing the shared teacher maps.\n\n"
+                          "method's own training; `teacher_maps` = computing the shared teacher maps; "
+                          "`test` = predicting the test set; `explanations` = the method's maps, SHAP on it and their "
+                          "MoRF curves.\n\n"
                           + to_markdown(timings.round(1).astype(object).where(timings.notna(), "")) + "\n")
     explanations = explanations_long(rows)
     if not explanations.empty:

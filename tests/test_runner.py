@@ -45,9 +45,10 @@ def test_rows_separate_a_methods_own_time_from_the_shared_work(tmp_path):
     code, out = run(tmp_path, "--methods", "baseline,impactx", "--datasets", "digits", "--no-explain-eval")
     assert code == 0
     rows = pd.read_csv(out / "rows.csv").set_index(["method", "metric"])["value"]
-    for metric in ("seconds/stage1", "seconds/stage2", "seconds/teacher_maps", "fit_seconds"):
+    for metric in ("seconds/stage1", "seconds/stage2", "seconds/teacher_maps", "fit_seconds", "seconds/test"):
         assert rows[("impactx", metric)] > 0, metric
     assert ("baseline", "seconds/teacher_maps") not in rows.index  # the baseline uses no teacher maps
+    assert ("impactx", "seconds/explanations") not in rows.index  # --no-explain-eval: nothing was explained
     # the stage-1 model is shared: the same training time is reported by both methods that use it
     assert rows[("baseline", "seconds/stage1")] == rows[("impactx", "seconds/stage1")]
 

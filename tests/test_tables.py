@@ -108,13 +108,16 @@ def test_explanation_table_says_how_many_images_each_method_was_scored_on():
     assert list(wide.columns)[-1] == "images"
     assert dict(zip(wide["method"], wide["images"])) == {"impactx": "200", "wae-shap": "16"}
 
+
 def test_timings_are_medians_over_seeds_per_stage():
     rows = []
     for seed, (fit, stage1, stage2) in enumerate([(10.0, 4.0, 5.0), (30.0, 6.0, 7.0), (20.0, 5.0, 100.0)]):
-        for metric, value in (("fit_seconds", fit), ("seconds/stage1", stage1), ("seconds/stage2", stage2)):
+        for metric, value in (("seconds/explanations", 9.0), ("seconds/test", 1.0), ("seconds/teacher_maps", 3.0),
+                              ("fit_seconds", fit), ("seconds/stage1", stage1), ("seconds/stage2", stage2)):
             rows.append({"method": "impactx", "backbone": "lenet5", "dataset": "cifar10", "seed": seed,
                          "metric": metric, "value": value, "direction": "info", "error": ""})
     wide = timings_wide(pd.DataFrame(rows))
-    assert list(wide.columns) == ["dataset", "backbone", "method", "fit_seconds (s)", "stage1 (s)", "stage2 (s)"]
+    assert list(wide.columns) == ["dataset", "backbone", "method", "fit_seconds (s)", "stage1 (s)", "stage2 (s)",
+                                  "teacher_maps (s)", "test (s)", "explanations (s)"]
     assert wide.iloc[0]["fit_seconds (s)"] == 20.0 and wide.iloc[0]["stage1 (s)"] == 5.0
     assert wide.iloc[0]["stage2 (s)"] == 7.0
