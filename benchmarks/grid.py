@@ -147,8 +147,9 @@ def run_cell(cfg: RunConfig, group: Group, method_name: str, data: DataBundle, a
     start = time.perf_counter()
     facts = method.fit(ctx) or {}
     fit_s = time.perf_counter() - start
+    start = time.perf_counter()
     logits = predict_logits(method.predict, data, data.test, cfg.train.eval_batch_size)
-    test_s = time.perf_counter() - start - fit_s
+    test_s = time.perf_counter() - start
     if not torch.isfinite(logits).all():
         raise FloatingPointError("non-finite logits on the test set (diverged training: NaN loss?)")
     correct = (logits.argmax(1) == data.test.labels).cpu()
@@ -220,12 +221,12 @@ def explanation_rows(cfg: RunConfig, method, data: DataBundle, seed: int) -> tup
     rows = [{k: v for k, v in row.items() if k in ("metric", "value", "direction")} for row in rows_from_run(run)]
     rows.append({"metric": "explanation_images", "value": len(run.index), "direction": "info"})
     # indexing with `pick` copies: a saved slice would otherwise carry its whole parent storage to disk
-    pick = example_rows(run.target.cpu()).to(run.images.device)
+    pick = example_rows(run.target.cpu())
     figure = {"curves": {k: v.half().cpu() for k, v in run.curves.items()},
-              "example_curves": {k: v[pick].float().cpu() for k, v in run.curves.items()},
-              "images": run.images[pick].cpu(),
-              "maps": {k: v[pick].float().cpu() for k, v in run.maps.items() if k != "random"},
-              "titles": [data.classes[int(t)] for t in run.target[pick]]}
+              "example_index": pick,
+              "images": run.images[pick.to(run.images.device)].cpu(),
+              "maps": {k: v[pick.to(v.device)].float().cpu() for k, v in run.maps.items() if k != "random"},
+              "titles": [data.classes[int(t)] for t in run.target.cpu()[pick]]}
     return rows, figure
 
 
@@ -249,8 +250,8 @@ def write_figures(cfg: RunConfig, group: Group, dataset: str, results: dict[str,
     try:
         plot_morf_curves(curves, folder / f"morf_{stem}.png", title=f"MoRF, {dataset} / {group.backbone}")
         for method, f in figures.items():
-            examples = f.get("example_curves") or {k: v[:N_EXAMPLES] for k, v in f["curves"].items()}
-            plot_examples(f["images"], f["maps"], {k: v.float() for k, v in examples.items()},
+            pick = f.get("example_index", torch.arange(len(f["images"])))  # cells stored before: the first rows
+            plot_examples(f["images"], f["maps"], {k: v[pick].float() for k, v in f["curves"].items()},
                           folder / f"examples_{stem}_{method}.png", titles=f["titles"],
                           suptitle=f"{method}: {dataset} / {group.backbone}, seed {group.seed}")
     except Exception:  # noqa: BLE001 - a figure must never cost the results

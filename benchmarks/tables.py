@@ -199,9 +199,9 @@ def timings_wide(rows: pd.DataFrame) -> pd.DataFrame:
                            aggfunc="first", sort=False).reset_index()
     wide.columns.name = None
     stages = [c for c in wide.columns[3:] if c != "fit_seconds"]
-    after = ("seconds/teacher_maps", "seconds/test", "seconds/explanations")  # shared work, then evaluation
-    order = ["fit_seconds"] + sorted(stages, key=lambda c: (c != "seconds/stage1", after.index(c) + 1 if c in after
-                                                            else 0, c))
+    # stage 1, the method's own stages (alphabetical), then shared work and evaluation
+    rank = {"seconds/stage1": -1, "seconds/teacher_maps": 1, "seconds/test": 2, "seconds/explanations": 3}
+    order = ["fit_seconds"] + sorted(stages, key=lambda c: (rank.get(c, 0), c))
     wide = wide.reindex(columns=["dataset", "backbone", "method", *order])
     return wide.rename(columns={c: c.replace("seconds/", "") + " (s)" for c in order})
 

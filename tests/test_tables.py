@@ -94,7 +94,6 @@ def test_explanation_table_puts_the_score_direction_in_the_header():
     assert wide.loc[wide.source == "shap", "deletion_auc (↓)"].item().startswith("0.790 ± ")
 
 
-
 def test_explanation_table_says_how_many_images_each_method_was_scored_on():
     rows = []
     for method, images in (("impactx", 200), ("wae-shap", 16)):
