@@ -6,6 +6,7 @@ load and rebuilt. With ``root=None`` artifacts live in memory only (tests, ``--n
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -13,7 +14,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -49,6 +50,33 @@ class ArtifactStore:
         self._memory: dict[str, Any] = {}
         self.created: list[str] = []  # keys computed in this process (resume tests read this)
         self.loaded: list[str] = []
+
+    @contextlib.contextmanager
+    def lock(self, name: str, blocking: bool = True) -> Iterator[bool]:
+        """An exclusive inter-process lock named ``name`` under ``<root>/locks/`` (POSIX ``flock``; released when
+        the holder exits, even when killed). Yields whether it was acquired (always True when ``blocking``).
+        Two processes sharing a cache dir therefore never compute the same artifact twice: the second waits and
+        loads. In-memory stores (``root=None``) and platforms without ``fcntl`` lock nothing."""
+        if self.root is None:
+            yield True
+            return
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            yield True
+            return
+        path = self.root / "locks" / f"{name.replace('/', '-')}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a+b") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def path(self, kind: str, key: str) -> Path | None:
         return None if self.root is None else self.root / kind / f"{key}.pt"
@@ -87,15 +115,16 @@ class ArtifactStore:
                       map_location: str | torch.device = "cpu") -> tuple[Any, str]:
         """The artifact for ``spec``: loaded if stored and intact, otherwise created, stored and returned."""
         key = spec_key(kind, spec)
-        try:
-            payload = self.load(kind, key, map_location)
-            self.loaded.append(f"{kind}/{key}")
+        with self.lock(f"{kind}/{key}"):  # another process computing it: wait, then load its result
+            try:
+                payload = self.load(kind, key, map_location)
+                self.loaded.append(f"{kind}/{key}")
+                return payload, key
+            except FileNotFoundError:
+                pass
+            except CorruptArtifact as err:
+                log.warning("corrupt artifact %s, rebuilding (%s)", key, err)
+            payload = create()
+            self.save(kind, key, spec, payload)
+            self.created.append(f"{kind}/{key}")
             return payload, key
-        except FileNotFoundError:
-            pass
-        except CorruptArtifact as err:
-            log.warning("corrupt artifact %s, rebuilding (%s)", key, err)
-        payload = create()
-        self.save(kind, key, spec, payload)
-        self.created.append(f"{kind}/{key}")
-        return payload, key

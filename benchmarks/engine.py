@@ -64,6 +64,8 @@ class FitResult:
     history: list[dict[str, float]]
     wall_s: float
     images_per_s: float
+    epochs: int = 0  # epochs trained (the budget; the kept weights are those of ``best_epoch``)
+    images_seen: int = 0  # training images processed (with repeats): epochs x images per epoch
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -127,13 +129,15 @@ class Engine:
     def fit(self, module: nn.Module, loss_fn: LossFn, data: DataBundle, *,
             params: list[nn.Parameter] | None = None, extras: dict[str, torch.Tensor] | None = None,
             predict: Callable[[torch.Tensor], torch.Tensor] | None = None,
-            freeze_eval: list[nn.Module] = (), desc: str | None = None) -> FitResult:
+            freeze_eval: list[nn.Module] = (), desc: str | None = None,
+            on_epoch_end: Callable[[], dict[str, float]] | None = None) -> FitResult:
         """Train ``module`` by minimising ``loss_fn`` over ``data.train`` (minus a validation fraction).
 
         ``extras``: per-training-image tensors (indexed like ``data.train``) handed to the loss in ``Batch.extras``;
         spatial ones ([N, C, H, W] at image size) are augmented with the images. ``predict``: logits used for
         validation accuracy (default ``module``). ``params``: what the optimiser updates (default: all trainable).
-        ``freeze_eval``: sub-modules kept in eval mode (frozen BatchNorm statistics).
+        ``freeze_eval``: sub-modules kept in eval mode (frozen BatchNorm statistics). ``on_epoch_end``: called
+        after each epoch's validation (module in eval mode); the numbers it returns join that epoch's record.
         """
         cfg = self.cfg
         torch.manual_seed(self.seed)
@@ -182,6 +186,8 @@ class Engine:
                 if record["val_accuracy"] > best_acc:
                     best_acc, best_epoch = record["val_accuracy"], epoch
                     best_state = copy.deepcopy(module.state_dict())
+            if on_epoch_end is not None:
+                record.update(_in_eval_mode(module, on_epoch_end))
             history.append(record)
             bar.set_postfix({k: round(v, 4) for k, v in record.items() if k != "epoch"})
         bar.close()
@@ -189,7 +195,7 @@ class Engine:
             module.load_state_dict(best_state)
         module.eval()
         return FitResult(best_acc, best_epoch, history, time.perf_counter() - start,
-                         seen / train_time if train_time else 0.0)
+                         seen / train_time if train_time else 0.0, epochs=cfg.epochs, images_seen=seen)
 
     def _batch(self, split: Split, index: torch.Tensor, extras: dict[str, torch.Tensor] | None,
                generator: torch.Generator, stats: tuple[torch.Tensor, torch.Tensor]) -> Batch:
@@ -215,6 +221,15 @@ def predict_logits(predict: Callable[[torch.Tensor], torch.Tensor], data: DataBu
     finally:
         if was_training:
             owner.train()
+
+
+def _in_eval_mode(module: nn.Module, fn: Callable[[], dict[str, float]]) -> dict[str, float]:
+    was_training = module.training
+    module.eval()
+    try:
+        return fn()
+    finally:
+        module.train(was_training)
 
 
 def accuracy(predict: Callable[[torch.Tensor], torch.Tensor], data: DataBundle, split: Split,

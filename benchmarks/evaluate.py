@@ -52,16 +52,23 @@ class MetricInfo:
     name: str
     direction: str  # "higher" | "lower"
     description: str
+    kind: str = "explanation"  # which table: "accuracy" | "explanation" | "map_fidelity"
 
 
 METRICS: dict[str, MetricInfo] = {m.name: m for m in (
-    MetricInfo("accuracy", HIGHER, "top-1 accuracy on the test set"),
+    MetricInfo("accuracy", HIGHER, "top-1 accuracy on the test set", kind="accuracy"),
     MetricInfo("aopc", HIGHER, "MoRF AOPC = mean over k=0..L of (f_0 - f_k)"),
     MetricInfo("deletion_auc", LOWER, "MoRF area under f_k/f_0 over k/L in [0, 1] (trapezoidal rule)"),
     MetricInfo("aopc_vs_random", HIGHER, "AOPC minus the AOPC of a random region order (same noise)"),
     MetricInfo("deletion_auc_vs_random", LOWER, "deletion AUC minus that of a random region order (same noise)"),
     MetricInfo("mask_share", HIGHER, "share of the positive relevance that lies inside the ground-truth mask"),
     MetricInfo("pointing_game", HIGHER, "1 if the most relevant pixel lies inside the ground-truth mask, else 0"),
+    MetricInfo("aopc_vs_constant", HIGHER, "AOPC of the own map minus the AOPC of the constant control map (the "
+               "training set's mean teacher map) on the same image"),
+    MetricInfo("map_fidelity", HIGHER, "1 - MSE(D(LEP(x)), teacher map) / MSE(per-class mean map, teacher map) on "
+               "validation images; <= 0: nothing image-specific learned", kind="map_fidelity"),
+    MetricInfo("map_mse", LOWER, "MSE against the validation images' teacher maps (of the decoder, or of the zero / "
+               "mean / per-class mean map)", kind="map_fidelity"),
 )}
 AREA_SCORES = ("aopc", "deletion_auc", "aopc_vs_random", "deletion_auc_vs_random")
 

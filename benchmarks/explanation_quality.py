@@ -10,6 +10,9 @@ scores three maps of every picked image with MoRF (:mod:`benchmarks.evaluate`, S
   This source is named ``"shap"`` for the SHAP explainers (``partition``, ``shap-partition``); for any other
   explainer it is named after the explainer (e.g. ``"occlusion"``), so a table never calls a non-SHAP map SHAP.
 - ``random``: a seeded U(0, 1) map per image: the floor.
+- ``constant`` (when a ``constant_map`` is given, e.g. the training set's mean teacher map): the same map for every
+  image. A MoRF score cannot tell a per-image explanation from a fixed prior (say, "the centre matters") unless the
+  own map beats this control; ``aopc_vs_constant/own`` is that difference per image (higher = better).
 
 The explained class is the true label by default (``target="label"``; the teacher maps are w.r.t. the true label);
 ``target="predicted"`` explains the predicted class instead.
@@ -79,8 +82,9 @@ def _batched(fn, x: torch.Tensor, target: torch.Tensor, batch_size: int) -> torc
 def explain_and_perturb(method, data, *, n_images: int | None = 256, seed: int = 0,
                         explainer: str | None = "partition",
                         explainer_options: dict[str, Any] | None = None, morf_options: dict[str, Any] | None = None,
-                        target: str = "label", batch_size: int = 256) -> ExplanationRun:
-    """Maps of the three sources and their MoRF curves on a seeded test subset (see the module docstring).
+                        target: str = "label", batch_size: int = 256,
+                        constant_map: torch.Tensor | None = None) -> ExplanationRun:
+    """Maps of the sources and their MoRF curves on a seeded test subset (see the module docstring).
 
     ``morf_options``: :class:`benchmarks.evaluate.MorfConfig` fields (``seed`` defaults to ``seed``).
     """
@@ -109,6 +113,8 @@ def explain_and_perturb(method, data, *, n_images: int | None = 256, seed: int =
             maps[source_name(explainer)] = _batched(lambda xb, tb: post_hoc.explain(model, xb, tb), x, tgt,
                                                     batch_size)
         maps["random"] = random_maps(index, (1, *images.shape[-2:]), seed)
+        if constant_map is not None:
+            maps["constant"] = constant_map.to(images.device).float().expand(len(index), *constant_map.shape[-3:])
         curves = {name: morf_curves(model, images, tgt, m, normalize=data, index=index, config=config)
                   for name, m in maps.items()}
         reference = random_curves(model, images, tgt, normalize=data, index=index, config=config)
@@ -120,6 +126,13 @@ def explain_and_perturb(method, data, *, n_images: int | None = 256, seed: int =
 def rows_from_run(run: ExplanationRun) -> list[dict[str, Any]]:
     """Tidy rows (module docstring) from an :class:`ExplanationRun`."""
     rows = []
+    if "constant" in run.curves:
+        own, const = (area_scores(run.curves[s], run.random_order_curves)["aopc"] for s in ("own", "constant"))
+        values = (own - const).detach().float().cpu()
+        rows.append({"metric": "aopc_vs_constant/own", "value": float(values.mean()), "direction": "higher",
+                     "std": float(values.std()) if len(values) > 1 else 0.0, "n_images": len(values),
+                     "per_image": values.tolist(), "source": "own", "score": "aopc_vs_constant",
+                     "explainer": run.explainer, "target": run.target_mode})
     for source, curves in run.curves.items():
         per_metric = area_scores(curves, run.random_order_curves)
         if run.masks is not None:

@@ -21,13 +21,14 @@ import torch
 from benchmarks.artifacts import ArtifactStore
 from benchmarks.config import ConfigError, RunConfig
 from benchmarks.context import BackboneConfig, FitContext, fingerprint
-from benchmarks.engine import Engine, predict_logits
+from benchmarks.engine import Engine, predict_logits, validation_split
 from datasets.base import DataBundle
 
 log = logging.getLogger(__name__)
 
-RESULT_VERSION = 2  # bump when the meaning or content of stored cell results changes (2: explanation_images row,
-#                    method-capped explanation budgets, uncompiled post-hoc maps)
+RESULT_VERSION = 3  # bump when the meaning or content of stored cell results changes (2: explanation_images row,
+#                    method-capped explanation budgets, uncompiled post-hoc maps; 3: budget and map-fidelity rows,
+#                    the constant-map control)
 
 
 @dataclass(frozen=True)
@@ -165,10 +166,14 @@ def run_cell(cfg: RunConfig, group: Group, method_name: str, data: DataBundle, a
     figure = None
     if cfg.explain_eval:
         start = time.perf_counter()
-        explanation, figure = explanation_rows(cfg, method, data, group.seed)
+        constant = constant_control_map(ctx, group)
+        explanation, figure = explanation_rows(cfg, method, data, group.seed, constant)
         rows += explanation + [{"metric": "seconds/explanations", "value": time.perf_counter() - start,
                                 "direction": "info"}]
     return {"rows": rows, "per_image": correct.numpy().astype(bool), "facts": _plain(facts), "figure": figure}
+
+
+METRIC_DIRECTIONS = {"map_fidelity": "higher", "map_mse/decoder": "lower"}
 
 
 def fit_rows(facts: dict[str, Any]) -> list[dict[str, Any]]:
@@ -188,6 +193,15 @@ def fit_rows(facts: dict[str, Any]) -> list[dict[str, Any]]:
                 rows.append({"metric": f"seconds/{stage}", "value": float(fit["wall_s"]), "direction": "info"})
     if last is not None:
         rows.insert(0, {"metric": "val_accuracy", "value": last, "direction": "higher"})
+    fits = [fit for fit in facts.values() if isinstance(fit, dict) and "best_val_accuracy" in fit]
+    if fits:  # the training budget of the classifier (every stage it depends on)
+        rows.append({"metric": "budget/epochs", "value": float(sum(f.get("epochs", len(f.get("history", [])))
+                                                                   for f in fits)), "direction": "info"})
+        if all("images_seen" in f for f in fits):
+            rows.append({"metric": "budget/images", "value": float(sum(f["images_seen"] for f in fits)),
+                         "direction": "info"})
+    for name, value in (facts.get("metrics") or {}).items():
+        rows.append({"metric": name, "value": float(value), "direction": METRIC_DIRECTIONS.get(name, "info")})
     return rows
 
 
@@ -205,7 +219,24 @@ def example_rows(targets: torch.Tensor, k: int = N_EXAMPLES) -> torch.Tensor:
     return torch.tensor(sorted(picked), dtype=torch.long)
 
 
-def explanation_rows(cfg: RunConfig, method, data: DataBundle, seed: int) -> tuple[list[dict[str, Any]], dict]:
+def constant_control_map(ctx: FitContext, group: Group) -> torch.Tensor | None:
+    """The constant-map control of the explanation table: the mean (max-|value|-scaled) teacher map of the training
+    portion, the same map for every image. Only for groups whose methods learn from teacher maps (so the maps are
+    computed anyway); loaded from the artifact store after the cell's own rows are taken."""
+    from methods.blocks import scale_maps
+    from methods.registry import get_method_class
+
+    if not any(get_method_class(m).uses_teacher_maps for m in group.methods):
+        return None
+    side = dataclasses.replace(ctx, facts={})  # nothing recorded as this cell's facts
+    model, key = side.stage1()
+    maps = scale_maps(side.teacher_maps(model, key))
+    train_idx, _ = validation_split(len(ctx.data.train), ctx.engine.cfg.val_fraction, ctx.engine.seed)
+    return maps[train_idx.to(maps.device)].mean(0, keepdim=True)
+
+
+def explanation_rows(cfg: RunConfig, method, data: DataBundle, seed: int,
+                     constant_map: torch.Tensor | None = None) -> tuple[list[dict[str, Any]], dict]:
     """MoRF / ground-truth rows of a trained method, and what the figures need (curves, a few examples)."""
     from benchmarks.explanation_quality import explain_and_perturb, rows_from_run
 
@@ -217,7 +248,7 @@ def explanation_rows(cfg: RunConfig, method, data: DataBundle, seed: int) -> tup
         n_images = min(n_images, method.max_explanation_images)
     run = explain_and_perturb(method, data, n_images=n_images, seed=seed,
                               explainer=cfg.teacher.explainer if method.post_hoc_explainable else None,
-                              explainer_options=options, morf_options=cfg.morf)
+                              explainer_options=options, morf_options=cfg.morf, constant_map=constant_map)
     rows = [{k: v for k, v in row.items() if k in ("metric", "value", "direction")} for row in rows_from_run(run)]
     rows.append({"metric": "explanation_images", "value": len(run.index), "direction": "info"})
     # indexing with `pick` copies: a saved slice would otherwise carry its whole parent storage to disk
@@ -225,7 +256,8 @@ def explanation_rows(cfg: RunConfig, method, data: DataBundle, seed: int) -> tup
     figure = {"curves": {k: v.half().cpu() for k, v in run.curves.items()},
               "example_index": pick,
               "images": run.images[pick.to(run.images.device)].cpu(),
-              "maps": {k: v[pick.to(v.device)].float().cpu() for k, v in run.maps.items() if k != "random"},
+              "maps": {k: v[pick.to(v.device)].float().cpu() for k, v in run.maps.items()
+                       if k not in ("random", "constant")},
               "titles": [data.classes[int(t)] for t in run.target.cpu()[pick]]}
     return rows, figure
 

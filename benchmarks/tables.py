@@ -102,7 +102,7 @@ def table2_long(rows: pd.DataFrame, per_image: pd.DataFrame | None = None,
     tests = paired_tests(rows, per_image)
     long = long.merge(tests[["dataset", "backbone", "method", "p_seeds", "p_images"]],
                       on=["dataset", "backbone", "method"], how="left")
-    return long
+    return long.merge(budgets(rows), on=["dataset", "backbone", "method"], how="left")
 
 
 def _fmt(mean: float, std: float, n: int, marks: str = "") -> str:
@@ -142,17 +142,58 @@ def table2_wide(long: pd.DataFrame) -> pd.DataFrame:
     return wide.reindex(columns=ordered).fillna("")
 
 
+def rows_of_kind(rows: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """Rows whose score (the metric name before ``/``) is registered with this kind in ``evaluate.METRICS``."""
+    from benchmarks.evaluate import METRICS
+
+    names = {name for name, info in METRICS.items() if info.kind == kind}
+    return rows[rows["metric"].str.split("/", n=1).str[0].isin(names)]
+
+
 def explanations_long(rows: pd.DataFrame) -> pd.DataFrame:
     """Explanation-quality metrics (MoRF areas, ground truth): mean ± std over seeds, with their direction."""
-    ok = rows[(rows["error"] == "") & rows["direction"].isin(["higher", "lower"]) &
-              ~rows["metric"].isin(["accuracy"]) & ~rows["metric"].str.startswith("val_accuracy")]
+    ok = rows_of_kind(rows[rows["error"] == ""], "explanation")
     grouped = ok.groupby(["dataset", "backbone", "method", "metric", "direction"], sort=False)["value"]
     out = grouped.agg(mean="mean", std="std", n="count").reset_index()
     out["std"] = out["std"].fillna(0.0)
     return out
 
 
-SCORE_ORDER = ("aopc", "deletion_auc", "aopc_vs_random", "deletion_auc_vs_random", "mask_share", "pointing_game")
+SCORE_ORDER = ("aopc", "deletion_auc", "aopc_vs_random", "deletion_auc_vs_random", "aopc_vs_constant", "mask_share",
+               "pointing_game")
+FIDELITY_COLUMNS = ("map_fidelity", "map_mse/decoder", "map_mse/class_mean", "map_mse/mean", "map_mse/zero",
+                    "map_grad_share", "budget/epochs", "budget/images")
+
+
+def fidelity_wide(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, backbone, method): map fidelity, the reference MSEs, the map term's gradient share and the
+    training budget, mean ± std over seeds (only methods with a decoder have the map columns)."""
+    ok = rows[(rows["error"] == "") & rows["metric"].isin(FIDELITY_COLUMNS)]
+    if ok.empty or not ok["metric"].eq("map_fidelity").any():
+        return pd.DataFrame()
+    g = ok.groupby(["dataset", "backbone", "method", "metric"], sort=False)["value"]
+    agg = g.agg(mean="mean", std="std", n="count").reset_index()
+    agg["text"] = [(f"{m:.0f}" if c.startswith("budget/") else f"{m:.4f}") + ("" if n <= 1 else
+                   (f" ± {s:.0f}" if c.startswith("budget/") else f" ± {s:.4f}"))
+                   for m, s, n, c in zip(agg["mean"], agg["std"].fillna(0.0), agg["n"], agg["metric"])]
+    wide = agg.pivot_table(index=["dataset", "backbone", "method"], columns="metric", values="text",
+                           aggfunc="first", sort=False).reset_index()
+    wide.columns.name = None
+    cols = [c for c in FIDELITY_COLUMNS if c in wide.columns]
+    return wide.reindex(columns=["dataset", "backbone", "method", *cols]).fillna("")
+
+
+def budgets(rows: pd.DataFrame) -> pd.DataFrame:
+    """Training budget per (dataset, backbone, method): epochs and images seen by the classifier over all the
+    stages it depends on (``budget/*`` rows; median over seeds)."""
+    ok = rows[(rows["error"] == "") & rows["metric"].isin(["budget/epochs", "budget/images"])]
+    if ok.empty:
+        return pd.DataFrame(columns=["dataset", "backbone", "method", "budget_epochs", "budget_images"])
+    med = ok.groupby(["dataset", "backbone", "method", "metric"], sort=False)["value"].median().reset_index()
+    wide = med.pivot_table(index=["dataset", "backbone", "method"], columns="metric", values="value",
+                           aggfunc="first", sort=False).reset_index()
+    wide.columns.name = None
+    return wide.rename(columns={"budget/epochs": "budget_epochs", "budget/images": "budget_images"})
 
 
 def explanation_image_counts(rows: pd.DataFrame) -> pd.DataFrame:
@@ -267,7 +308,21 @@ def write_all_tables(out: str | Path) -> list[Path]:
                          "\n\n" + to_markdown(wide) + "\n\n* p<0.05 vs baseline over seeds (paired t); "
                          "† p<0.05 vs baseline over test images (exact McNemar).\n")
         put("table2.tex", to_latex(wide, TABLE2_CAPTION, "tab:table2"))
-        put("stats.csv", paired_tests(rows, per_image).to_csv(index=False))
+        stats = paired_tests(rows, per_image).merge(budgets(rows), on=["dataset", "backbone", "method"], how="left")
+        put("stats.csv", stats.to_csv(index=False))
+        budget = long[["dataset", "backbone", "method", "budget_epochs", "budget_images"]].dropna()
+        if not budget.empty:
+            put("budgets.md", "Training budget of each row: epochs and training images seen by the classifier, "
+                              "summed over every stage it depends on (the shared stage-1 model included).\n\n"
+                              + to_markdown(budget.astype({"budget_epochs": int, "budget_images": int})) + "\n")
+    fidelity = fidelity_wide(rows)
+    if not fidelity.empty:
+        put("map_fidelity.csv", fidelity.to_csv(index=False))
+        put("map_fidelity.md", "Did the decoder learn image-specific maps? On validation images' teacher maps: "
+                               "map_fidelity = 1 − MSE(D(LEP(x))) / MSE(per-class mean map) (≤ 0: nothing "
+                               "image-specific); map_grad_share = share of LEP's gradient norm from the map term; "
+                               "budget = epochs / images seen by the classifier. Mean ± std over seeds.\n\n"
+                               + to_markdown(fidelity) + "\n")
     timings = timings_wide(rows)
     if not timings.empty:
         put("timings.csv", timings.to_csv(index=False))

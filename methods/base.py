@@ -53,7 +53,14 @@ class Method(nn.Module):
         return names
 
     def fit(self, ctx: "FitContext") -> dict[str, Any]:
-        """Train on ``ctx.data`` with ``ctx.engine``; return a small dict of facts worth recording."""
+        """Train on ``ctx.data`` with ``ctx.engine``; return a small dict of facts worth recording.
+
+        Facts that become rows (``benchmarks.grid.fit_rows``): every ``<stage>_fit`` dict (``FitResult.as_dict()``)
+        gives ``val_accuracy/<stage>`` and ``seconds/<stage>``, the last one ``val_accuracy`` (what grids select
+        on), and together the training budget ``budget/epochs`` and ``budget/images`` (summed over the stages,
+        the shared stage-1 model included when the method used it); ``"metrics"``: {name: number} gives one row
+        each (direction from :data:`benchmarks.grid.METRIC_DIRECTIONS`, ``info`` otherwise). Everything else is
+        stored with the cell but not tabulated."""
         raise NotImplementedError
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,9 @@
 """Building blocks shared by the explanation-guided methods (IMPACTX, WAE): no method logic lives here.
 
 - :func:`latent_head`: the FC(512) + sigmoid that replaces a backbone's last layer (IMPACTX's LEP, WAE's encoder).
-- :class:`MapDecoder`: IMPACTX's decoder D, latent vector -> attribution map at input resolution (paper Fig. 2).
+- :class:`MapDecoder`: IMPACTX's decoder D, latent vector -> attribution map at input resolution (paper Fig. 2);
+  :func:`make_decoder` builds it from a preset (``"paper"``, ``"small"``).
+- :func:`stage2_engine`: the engine of a second training stage with the method's own epochs / augment / lr.
 - :func:`shallow_classifier`: the classifier C on concatenated features, Linear(in, 256) -> ReLU -> Linear(256, K).
 - :func:`scale_maps`: per-map normalisation of teacher maps (``"max_abs"`` -> [-1, 1], or ``"raw"``).
 - :func:`freeze`: ``requires_grad = False`` on every parameter of a module (its BatchNorm is kept in eval mode by
@@ -43,27 +45,51 @@ def decoder_blocks(image_size: int, min_start: int = 4) -> int:
     return n
 
 
+DECODER_PRESETS = {
+    # the decoder of the first suite versions: FC -> 128 x 4 x 4, blocks of 128 / 64 / 32 filters (32 px)
+    "paper": {"width": 128, "start": None, "blocks": None},
+    # sized for block-constant teacher maps (8 x 8 cells at 32 px): FC -> 16 x 8 x 8, two blocks of 16 filters
+    "small": {"width": 16, "start": 8, "blocks": None},
+}
+
+
 class MapDecoder(nn.Module):
     """D: FC -> reshape to a small map -> n x [Conv3x3, ReLU, Conv3x3, ReLU, UpSampling x2] -> Conv3x3 to C channels.
 
     The paper's Fig. 2 gives the layer types and 3x3 kernels but not the widths; decided: ``width`` filters in the
     first block, halved per block (at least 16); nearest-neighbour upsampling (Keras ``UpSampling2D`` default);
-    linear output (targets are signed maps). Sizes that do not halve down to a whole map are bilinearly resized at
-    the end.
+    linear output (targets are signed maps). ``start``: side of the first map (default: the smallest of at least
+    4 px that halves down from the image size: 4 at 32 px, 6 at 96 px); ``blocks``: how many blocks (default: as
+    many as reach the image size). A map smaller than the image at the end is upsampled to it (nearest when the
+    factor is an integer, else bilinear): teacher maps are block-constant, so D need not work at full resolution.
     """
 
     def __init__(self, latent_dim: int, out_channels: int, image_size: int, width: int = 128,
-                 min_start: int = 4) -> None:
+                 min_start: int = 4, start: int | None = None, blocks: int | None = None) -> None:
         super().__init__()
         self.image_size = image_size
-        self.num_blocks = decoder_blocks(image_size, min_start)
-        self.start = image_size // (2 ** self.num_blocks)
+        if start is None:
+            self.num_blocks = decoder_blocks(image_size, min_start)
+            self.start = image_size // (2 ** self.num_blocks)
+        else:
+            if not 1 <= start <= image_size:
+                raise ValueError(f"decoder start resolution must be in [1, {image_size}], got {start}")
+            self.start = int(start)
+            self.num_blocks = 0
+            while self.start * 2 ** (self.num_blocks + 1) <= image_size:
+                self.num_blocks += 1
+        if blocks is not None:
+            if blocks < 0:
+                raise ValueError(f"decoder blocks must be >= 0, got {blocks}")
+            self.num_blocks = int(blocks)
+        if width < 1:
+            raise ValueError(f"decoder width must be >= 1, got {width}")
         self.width = width
         self.fc = nn.Sequential(nn.Linear(latent_dim, width * self.start * self.start), nn.ReLU(inplace=True))
         layers: list[nn.Module] = []
         cin = width
         for i in range(self.num_blocks):
-            cout = max(16, width // (2 ** i))
+            cout = max(min(16, width), width // (2 ** i))
             layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True),
                        nn.Conv2d(cout, cout, 3, padding=1), nn.ReLU(inplace=True),
                        nn.Upsample(scale_factor=2, mode="nearest")]
@@ -71,11 +97,45 @@ class MapDecoder(nn.Module):
         layers.append(nn.Conv2d(cin, out_channels, 3, padding=1))
         self.blocks = nn.Sequential(*layers)
 
+    @property
+    def out_size(self) -> int:
+        return self.start * 2 ** self.num_blocks
+
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         out = self.blocks(self.fc(z).view(z.shape[0], self.width, self.start, self.start))
-        if out.shape[-1] != self.image_size or out.shape[-2] != self.image_size:
-            out = F.interpolate(out, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        size = out.shape[-1]
+        if size != self.image_size or out.shape[-2] != self.image_size:
+            if self.image_size % size == 0 and out.shape[-2] == size:
+                out = F.interpolate(out, scale_factor=self.image_size // size, mode="nearest")
+            else:
+                out = F.interpolate(out, size=(self.image_size, self.image_size), mode="bilinear",
+                                    align_corners=False)
         return out
+
+
+def make_decoder(preset: str, out_channels: int, image_size: int, width: int | None = None,
+                 start: int | None = None, blocks: int | None = None) -> MapDecoder:
+    """D from a preset (``"paper"`` | ``"small"``, :data:`DECODER_PRESETS`) with any field overridden."""
+    base = DECODER_PRESETS[check_choice("decoder", preset, tuple(DECODER_PRESETS))]
+    return MapDecoder(LATENT_DIM, out_channels, image_size, width=width or base["width"],
+                      start=start if start is not None else base["start"],
+                      blocks=blocks if blocks is not None else base["blocks"])
+
+
+def stage2_engine(engine, epochs: int | None = None, augment: bool | None = None, lr: float | None = None):
+    """The engine of a method's second stage: the run's engine with the method's own ``epochs`` / ``augment`` /
+    ``lr`` where given (None keeps the run's ``train.*`` value)."""
+    changes = {k: v for k, v in (("epochs", epochs), ("augment", augment), ("lr", lr)) if v is not None}
+    return engine.replace(**changes) if changes else engine
+
+
+def check_stage2_options(epochs: int | None, augment: bool | None, lr: float | None) -> None:
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+        raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
+    if augment is not None and not isinstance(augment, bool):
+        raise ValueError(f"augment must be true or false, got {augment!r}")
+    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0):
+        raise ValueError(f"lr must be a number > 0, got {lr!r}")
 
 
 def scale_maps(maps: torch.Tensor, mode: str = "max_abs", eps: float = 1e-12) -> torch.Tensor:

@@ -29,8 +29,9 @@ from torch import nn
 
 from benchmarks.engine import Batch
 from methods.base import Method
-from methods.blocks import (LATENT_DIM, MAP_SCALES, MapDecoder, check_choice, freeze, latent_head, scale_maps,
-                            shallow_classifier, trunk_copy)
+from methods.blocks import (DECODER_PRESETS, LATENT_DIM, MAP_SCALES, check_choice, check_stage2_options, freeze,
+                            latent_head, make_decoder, scale_maps, shallow_classifier, stage2_engine, trunk_copy)
+from methods.map_fidelity import MapFidelityProbe
 from methods.explainers import create_explainer
 from methods.registry import register_method
 
@@ -40,20 +41,30 @@ class IMPACTX(Method):
     """Two-stage IMPACTX: frozen stage-1 M + LEP/decoder trained to reproduce teacher maps, classifier on both.
 
     Options: ``lam`` (λ of eq. 1), ``map_scale`` (``"max_abs"`` | ``"raw"``), ``lep_init``
-    (``"stage1"`` | ``"pretrained"`` | ``"scratch"``), ``decoder_width`` (filters of D's first block)."""
+    (``"stage1"`` | ``"pretrained"`` | ``"scratch"``); the decoder: ``decoder`` (preset ``"paper"`` | ``"small"``),
+    ``decoder_width`` (filters of D's first block), ``decoder_start`` (side of D's first map), ``decoder_blocks``;
+    stage 2's own ``epochs``, ``augment``, ``lr`` (None: the run's ``train.*``).
+
+    Map fidelity (did D learn anything image-specific?) is measured on the validation images' teacher maps after
+    every stage-2 epoch and at the end (:mod:`methods.map_fidelity`) and becomes rows."""
 
     uses_stage1 = True
     uses_teacher_maps = True
 
     def __init__(self, backbone: str, num_classes: int, *, lam: float = 1.0, map_scale: str = "max_abs",
-                 lep_init: str = "stage1", decoder_width: int = 128, **cfg: Any) -> None:
+                 lep_init: str = "stage1", decoder: str = "paper", decoder_width: int | None = None,
+                 decoder_start: int | None = None, decoder_blocks: int | None = None, epochs: int | None = None,
+                 augment: bool | None = None, lr: float | None = None, **cfg: Any) -> None:
         super().__init__(backbone, num_classes, **cfg)
-        if lam < 0:
-            raise ValueError(f"lam must be >= 0, got {lam}")
+        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not lam >= 0:
+            raise ValueError(f"lam must be a number >= 0, got {lam!r}")
         self.lam = float(lam)
         self.map_scale = check_choice("map_scale", map_scale, MAP_SCALES)
         self.lep_init = check_choice("lep_init", lep_init, self.lep_inits())
-        self.decoder_width = int(decoder_width)
+        self.decoder_preset = check_choice("decoder", decoder, tuple(DECODER_PRESETS))
+        self.decoder_width, self.decoder_start, self.decoder_blocks = decoder_width, decoder_start, decoder_blocks
+        check_stage2_options(epochs, augment, lr)
+        self.stage2 = {"epochs": epochs, "augment": augment, "lr": lr}
         self.frozen_m = True
         self.m: nn.Module | None = None
         self.lep: nn.Module | None = None
@@ -72,7 +83,8 @@ class IMPACTX(Method):
         self.m = freeze(m) if frozen_m else m
         self.lep = lep
         device = next(lep.parameters()).device
-        self.decoder = MapDecoder(LATENT_DIM, map_channels, image_size, self.decoder_width).to(device)
+        self.decoder = make_decoder(self.decoder_preset, map_channels, image_size, self.decoder_width,
+                                    self.decoder_start, self.decoder_blocks).to(device)
         self.head = shallow_classifier(self.num_classes + LATENT_DIM, self.num_classes).to(device)
 
     def scores_m(self, x: torch.Tensor) -> torch.Tensor:
@@ -100,20 +112,25 @@ class IMPACTX(Method):
         return ce + self.lam * mse, logits
 
     # -------------------------------------------------------------------------------------------- training
-    def target_maps(self, ctx, stage1: nn.Module, key: str) -> torch.Tensor:
-        """The stage-2 targets: teacher maps of the stage-1 model (true labels), scaled per map."""
-        return scale_maps(ctx.teacher_maps(stage1, key), self.map_scale)
+    def target_maps(self, ctx, teacher: torch.Tensor) -> torch.Tensor:
+        """What stage 2 trains D on, given the scaled teacher maps of every training image (here: those maps)."""
+        return teacher
 
     def fit(self, ctx) -> dict[str, Any]:
         stage1, key = ctx.stage1()
         t0 = time.perf_counter()
-        maps = self.target_maps(ctx, stage1, key)
+        teacher = scale_maps(ctx.teacher_maps(stage1, key), self.map_scale)
+        maps = self.target_maps(ctx, teacher)
         maps_s = time.perf_counter() - t0
         lep = trunk_copy(ctx, self.lep_init, stage1, latent_head(stage1.num_features))
         self.build(stage1, lep, maps.shape[1], ctx.data.image_size, frozen_m=True)
-        result = ctx.engine.fit(self, self.loss, ctx.data, extras={"maps": maps}, predict=self.predict,
-                                freeze_eval=[self.m], desc=f"{self.name} stage-2 {ctx.backbone.name}")
-        return {"stage1_key": key, "maps_s": maps_s, "lam": self.lam, "stage2_fit": result.as_dict()}
+        engine = stage2_engine(ctx.engine, **self.stage2)
+        probe = MapFidelityProbe(self, ctx.data, teacher, engine, targets=maps)
+        result = engine.fit(self, self.loss, ctx.data, extras={"maps": maps}, predict=self.predict,
+                            freeze_eval=[self.m], desc=f"{self.name} stage-2 {ctx.backbone.name}",
+                            on_epoch_end=probe.epoch_record)
+        return {"stage1_key": key, "maps_s": maps_s, "lam": self.lam, "stage2_fit": result.as_dict(),
+                "metrics": probe.final_metrics()}
 
     # ------------------------------------------------------------------------------------------- inference
     def predict(self, x: torch.Tensor) -> torch.Tensor:
@@ -151,9 +168,8 @@ class IMPACTXShuffled(IMPACTX):
         s = self.shuffle_seed if self.shuffle_seed is not None else seed
         return torch.randperm(n, generator=torch.Generator().manual_seed(int(s)))
 
-    def target_maps(self, ctx, stage1: nn.Module, key: str) -> torch.Tensor:
-        maps = super().target_maps(ctx, stage1, key)
-        return maps[self.permutation(maps.shape[0], ctx.seed).to(maps.device)]
+    def target_maps(self, ctx, teacher: torch.Tensor) -> torch.Tensor:
+        return teacher[self.permutation(teacher.shape[0], ctx.seed).to(teacher.device)]
 
 
 @register_method("impactx-single")
@@ -210,7 +226,8 @@ class IMPACTXSingle(IMPACTX):
             self.explainer = create_explainer(ctx.teacher.explainer, **options)
         m = ctx.build_backbone()
         lep = trunk_copy(ctx, self.lep_init, None, latent_head(m.num_features))
-        total_epochs = ctx.engine.cfg.epochs
+        base_engine = stage2_engine(ctx.engine, **self.stage2)
+        total_epochs = base_engine.cfg.epochs
         chunks = math.ceil(total_epochs / self.refresh_every)
         history: list[dict[str, float]] = []
         results, refresh_s = [], []
@@ -222,7 +239,7 @@ class IMPACTXSingle(IMPACTX):
             refresh_s.append(time.perf_counter() - t0)
             if chunk == 0:  # the maps' channel count sizes D
                 self.build(m, lep, maps.shape[1], ctx.data.image_size, frozen_m=False)
-            engine = ctx.engine.replace(epochs=epochs)
+            engine = base_engine.replace(epochs=epochs)
             result = engine.fit(self, self.loss, ctx.data, extras={"maps": maps}, predict=self.predict,
                                 desc=f"{self.name} chunk {chunk + 1}/{chunks} {ctx.backbone.name}")
             start = chunk * self.refresh_every
@@ -231,6 +248,7 @@ class IMPACTXSingle(IMPACTX):
         best = max(results, key=lambda r: r["best_val_accuracy"])
         fit = {"best_val_accuracy": results[-1]["best_val_accuracy"], "history": history,
                "wall_s": sum(r["wall_s"] for r in results), "chunks": len(results),
+               "epochs": sum(r["epochs"] for r in results), "images_seen": sum(r["images_seen"] for r in results),
                "best_chunk_val_accuracy": best["best_val_accuracy"]}
         return {"refresh_every": self.refresh_every, "explainer": self.explainer.config(),
                 "refresh_s": refresh_s, "lam": self.lam, "fit": fit}

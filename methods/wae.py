@@ -31,8 +31,9 @@ from torch import nn
 
 from benchmarks.engine import Batch, validation_split
 from methods.base import Method
-from methods.blocks import (LATENT_DIM, MAP_SCALES, TRUNK_INITS, as_image_channels, check_choice, freeze,
-                            latent_head, scale_maps, shallow_classifier, trunk_copy)
+from methods.blocks import (LATENT_DIM, MAP_SCALES, TRUNK_INITS, as_image_channels, check_choice,
+                            check_stage2_options, freeze, latent_head, scale_maps, shallow_classifier, stage2_engine,
+                            trunk_copy)
 from methods.explainers import create_explainer
 from methods.registry import register_method
 
@@ -45,14 +46,18 @@ class WAE(Method):
 
     Options: ``map_scale`` (``"max_abs"`` | ``"raw"``), ``encoder_init`` (``"pretrained"`` | ``"stage1"`` |
     ``"scratch"``; decided default "pretrained": E reads maps, not images), ``stage1_input``
-    (``"features"`` | ``"logits"``)."""
+    (``"features"`` | ``"logits"``); the second stage's own ``epochs``, ``augment``, ``lr`` (None: the run's
+    ``train.*``)."""
 
     uses_stage1 = True
     uses_teacher_maps = True
 
     def __init__(self, backbone: str, num_classes: int, *, map_scale: str = "max_abs",
-                 encoder_init: str = "pretrained", stage1_input: str = "features", **cfg: Any) -> None:
+                 encoder_init: str = "pretrained", stage1_input: str = "features", epochs: int | None = None,
+                 augment: bool | None = None, lr: float | None = None, **cfg: Any) -> None:
         super().__init__(backbone, num_classes, **cfg)
+        check_stage2_options(epochs, augment, lr)
+        self.stage2 = {"epochs": epochs, "augment": augment, "lr": lr}
         self.map_scale = check_choice("map_scale", map_scale, MAP_SCALES)
         self.encoder_init = check_choice("encoder_init", encoder_init, TRUNK_INITS)
         self.stage1_input = check_choice("stage1_input", stage1_input, STAGE1_INPUTS)
@@ -119,8 +124,9 @@ class WAE(Method):
                                          self.num_classes)
         encoder = trunk_copy(ctx, self.encoder_init, stage1, latent_head(stage1.num_features))
         self.build(stage1, encoder, means)
-        result = ctx.engine.fit(self, self.loss, ctx.data, extras={"maps": maps}, predict=self.validation_predict,
-                                freeze_eval=[self.stage1], desc=f"{self.name} {ctx.backbone.name}")
+        engine = stage2_engine(ctx.engine, **self.stage2)
+        result = engine.fit(self, self.loss, ctx.data, extras={"maps": maps}, predict=self.validation_predict,
+                            freeze_eval=[self.stage1], desc=f"{self.name} {ctx.backbone.name}")
         return {"stage1_key": key, "maps_s": maps_s, "stage2_fit": result.as_dict()}
 
     def validation_predict(self, x: torch.Tensor) -> torch.Tensor:

@@ -187,14 +187,16 @@ def test_impactx_input_gradient_flows_through_frozen_m():
 def test_shuffled_maps_are_a_seeded_permutation(data, store):
     ctx = make_ctx(data, store)
     stage1, key = ctx.stage1()
-    plain = create_method("impactx", "tiny", NUM_CLASSES).target_maps(ctx, stage1, key)
+    teacher = scale_maps(ctx.teacher_maps(stage1, key))
+    plain = create_method("impactx", "tiny", NUM_CLASSES).target_maps(ctx, teacher)
+    assert torch.equal(plain, teacher)
     shuffled = create_method("impactx-shuffled", "tiny", NUM_CLASSES)
-    a, b = shuffled.target_maps(ctx, stage1, key), shuffled.target_maps(ctx, stage1, key)
+    a, b = shuffled.target_maps(ctx, teacher), shuffled.target_maps(ctx, teacher)
     assert torch.equal(a, b)  # seeded
     perm = shuffled.permutation(len(plain), ctx.seed)
     assert not torch.equal(perm, torch.arange(len(plain)))
     assert torch.equal(a, plain[perm])
-    other = create_method("impactx-shuffled", "tiny", NUM_CLASSES, shuffle_seed=123).target_maps(ctx, stage1, key)
+    other = create_method("impactx-shuffled", "tiny", NUM_CLASSES, shuffle_seed=123).target_maps(ctx, teacher)
     assert not torch.equal(a, other)
 
 

@@ -10,7 +10,7 @@ from methods.registry import UnknownNameError, _METHODS, load_plugin
 
 def test_list_methods_fnmatch():
     assert "baseline" in list_methods()
-    assert list_methods("base*") == ["baseline"]
+    assert list_methods("base*") == ["baseline", "baseline-long"]
     assert list_methods("nothing*") == []
 
 

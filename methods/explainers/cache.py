@@ -166,18 +166,47 @@ def cached_maps(model: torch.nn.Module, data: "DataBundle", split: str, teacher:
         model.eval()
         if progress and hasattr(explainer, "_progress"):
             explainer._progress = True  # partition: a second bar over the evaluations of the current shard
+        def compute(i: int) -> None:
+            start, stop = i * per, min(n, (i + 1) * per)
+            t0 = time.perf_counter()
+            x = data.normalize(part.images[start:stop])
+            maps = explainer.explain(model, x, part.labels[start:stop]).detach().to("cpu", torch.float16)
+            seconds[i] = time.perf_counter() - t0
+            if directory is not None:
+                write_shard(shard_path(directory, i), key, i, start, maps, seconds[i])
+            shards[i] = maps
+            artifacts.created.append(f"{memory_key}/{i}")
+            bar.update(stop - start)
+
+        def load_if_done(i: int) -> bool:
+            """Another process may have written the shard while we waited for its lock."""
+            path = None if directory is None else shard_path(directory, i)
+            if path is None or not path.exists():
+                return False
+            start, stop = i * per, min(n, (i + 1) * per)
+            try:
+                shards[i], header = read_shard(path, key, i, start, stop)
+            except CorruptShard:
+                return False
+            seconds[i] = float(header.get("seconds", 0.0))
+            artifacts.loaded.append(f"{memory_key}/{i}")
+            bar.update(stop - start)
+            return True
+
         try:
+            # Shards are claimed one by one with a lock: processes sharing the cache split the work of one map set;
+            # shards claimed by another process are waited for at the end (and computed if it died meanwhile).
+            deferred = []
             for i in todo:
-                start, stop = i * per, min(n, (i + 1) * per)
-                t0 = time.perf_counter()
-                x = data.normalize(part.images[start:stop])
-                maps = explainer.explain(model, x, part.labels[start:stop]).detach().to("cpu", torch.float16)
-                seconds[i] = time.perf_counter() - t0
-                if directory is not None:
-                    write_shard(shard_path(directory, i), key, i, start, maps, seconds[i])
-                shards[i] = maps
-                artifacts.created.append(f"{memory_key}/{i}")
-                bar.update(stop - start)
+                with artifacts.lock(f"{memory_key}/{i}", blocking=False) as mine:
+                    if not mine:
+                        deferred.append(i)
+                    elif not load_if_done(i):
+                        compute(i)
+            for i in deferred:
+                with artifacts.lock(f"{memory_key}/{i}"):
+                    if not load_if_done(i):
+                        compute(i)
         finally:
             model.train(was_training)
             bar.close()
