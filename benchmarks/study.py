@@ -9,8 +9,8 @@ Each *run* is one group (dataset, backbone, seed) of ``python -m benchmarks.run`
 output folder ``<out>/groups/<name>/`` (rows, tables, figures, resolved config, log). A run whose ``rows.csv`` exists
 without error rows and whose recorded settings match is finished and skipped, so the same command resumes after an
 interruption, in this session or a later one (finished run folders are committed; the artifact cache under
-``--cache-dir`` makes a run killed midway resume at its last finished stage). Workers (``--worker k/n``) take every
-n-th run and share the cache: artifacts are locked, so shared inputs (the stage-1 model, teacher-map shards) are
+``--cache-dir`` makes a run killed midway resume at its last finished stage). Workers (``--worker k/n``) take the
+next pending run that no other worker holds and share the cache: artifacts are locked, so shared inputs (the stage-1 model, teacher-map shards) are
 computed once, by whichever worker gets there first.
 
 Two tables are combined from the finished runs:
@@ -226,7 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", default=os.path.expanduser("~/.cache/impactx-study"),
                         help="artifact cache shared by the runs (default: ~/.cache/impactx-study)")
     parser.add_argument("--only", default="*", help="glob over run names, e.g. 'row-*' or '*seed0'")
-    parser.add_argument("--worker", default="1/1", help="k/n: run every n-th pending run starting at the k-th")
+    parser.add_argument("--worker", default="1/1",
+                        help="k/n: this is worker k of n sharing --cache-dir; each takes the next pending run that no "
+                             "other worker holds (sets the default --threads to cores / n)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per run (default: cores / n)")
     parser.add_argument("--list", action="store_true", help="print the plan and what is finished, then exit")
     parser.add_argument("--combine-only", action="store_true", help="only rebuild the findings tables")
@@ -254,20 +256,33 @@ def main(argv: list[str] | None = None) -> int:
             print("error: --data must name CIFAR-10 as an image folder or .tar.gz (train/<class>/*, "
                   f"test/<class>/*); got {args.data!r}", file=sys.stderr)
             return 2
+        from benchmarks.artifacts import ArtifactStore
+
         threads = args.threads or max(1, (os.cpu_count() or 1) // n)
-        pending = [r for r in runs if not is_finished(r, out)]
-        mine = pending[k - 1::n]
-        print(f"[study] {len(runs) - len(pending)} of {len(runs)} runs finished; worker {k}/{n} takes "
-              f"{len(mine)}: {', '.join(r.name for r in mine)}", flush=True)
-        for i, r in enumerate(mine):
-            t0 = time.time()
-            print(f"[study] {time.strftime('%H:%M:%S')} start {r.name} ({i + 1}/{len(mine)})", flush=True)
-            code = execute(r, args.data, out, args.cache_dir, threads)
-            left = [x.name for x in mine[i + 1:]]
-            print(f"[study] {time.strftime('%H:%M:%S')} {r.name} exit {code} after {time.time() - t0:.0f} s; "
-                  f"left for this worker: {', '.join(left) or 'nothing'}", flush=True)
-            combine_row(plan(), out)
-            combine_factors(plan(), out)
+        store = ArtifactStore(args.cache_dir)
+        tried: set[str] = set()
+        while True:  # the first pending run that no other worker holds, in the plan's order of importance
+            pending = [r for r in runs if not is_finished(r, out) and r.name not in tried]
+            print(f"[study] {time.strftime('%H:%M:%S')} {len(runs) - len(pending)} of {len(runs)} runs finished "
+                  f"or tried; left: {', '.join(r.name for r in pending) or 'nothing'}", flush=True)
+            ran = False
+            for r in pending:
+                with store.lock(f"study-{out.resolve().as_posix()}-{r.name}", blocking=False) as mine:
+                    if not mine or is_finished(r, out):
+                        continue
+                    t0 = time.time()
+                    print(f"[study] {time.strftime('%H:%M:%S')} worker {k}/{n} starts {r.name} ({r.variant})",
+                          flush=True)
+                    code = execute(r, args.data, out, args.cache_dir, threads)
+                    tried.add(r.name)
+                    print(f"[study] {time.strftime('%H:%M:%S')} {r.name} exit {code} after {time.time() - t0:.0f} s",
+                          flush=True)
+                    combine_row(plan(), out)
+                    combine_factors(plan(), out)
+                    ran = True
+                    break
+            if not ran:
+                break
     written = combine_row(plan(), out) + combine_factors(plan(), out)
     for path in written:
         print(path)
