@@ -3,6 +3,10 @@
 A key is the SHA-256 of the canonical JSON of a spec (config + the keys of the inputs). Files are written
 atomically (temporary file + rename) with a checksum of the payload; a corrupt or truncated file is detected on
 load and rebuilt. With ``root=None`` artifacts live in memory only (tests, ``--no-cache``).
+
+A cache directory is untrusted input (it may be shared): payloads hold only tensors, numbers, strings, lists and
+dicts, and are read with ``torch.load(weights_only=True)``, which refuses any pickled object that could run code.
+The checksum in the same file detects corruption, not tampering; an artifact that is refused is rebuilt.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import io
 import json
 import logging
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -42,6 +47,21 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 class CorruptArtifact(RuntimeError):
     pass
+
+
+def safe_payload(value: Any) -> Any:
+    """``value`` with NumPy arrays as tensors and NumPy scalars as Python numbers (what ``weights_only`` loads)."""
+    import numpy as np
+
+    if isinstance(value, dict):
+        return {k: safe_payload(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(safe_payload(v) for v in value)
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 class ArtifactStore:
@@ -87,7 +107,7 @@ class ArtifactStore:
         if path is None:
             return
         buffer = io.BytesIO()
-        torch.save(payload, buffer)
+        torch.save(safe_payload(payload), buffer)
         body = buffer.getvalue()
         header = json.dumps({"sha256": hashlib.sha256(body).hexdigest(), "spec": spec}, default=str).encode()
         atomic_write_bytes(path, len(header).to_bytes(8, "little") + header + body)
@@ -105,7 +125,10 @@ class ArtifactStore:
             body = raw[8 + size:]
             if hashlib.sha256(body).hexdigest() != header["sha256"]:
                 raise CorruptArtifact("checksum mismatch")
-            payload = torch.load(io.BytesIO(body), map_location=map_location, weights_only=False)
+            payload = torch.load(io.BytesIO(body), map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError as err:  # not plain tensors / containers: never executed, rebuilt
+            raise CorruptArtifact(f"{path}: refused to load objects other than tensors and plain containers "
+                                  f"({str(err).splitlines()[0][:200]})") from err
         except (ValueError, KeyError, json.JSONDecodeError, CorruptArtifact, RuntimeError, EOFError) as err:
             raise CorruptArtifact(f"{path}: {err}") from err
         self._memory[f"{kind}/{key}"] = payload

@@ -170,7 +170,7 @@ def run_cell(cfg: RunConfig, group: Group, method_name: str, data: DataBundle, a
         explanation, figure = explanation_rows(cfg, method, data, group.seed, constant)
         rows += explanation + [{"metric": "seconds/explanations", "value": time.perf_counter() - start,
                                 "direction": "info"}]
-    return {"rows": rows, "per_image": correct.numpy().astype(bool), "facts": _plain(facts), "figure": figure}
+    return {"rows": rows, "per_image": correct.bool(), "facts": _plain(facts), "figure": figure}
 
 
 METRIC_DIRECTIONS = {"map_fidelity": "higher", "map_mse/decoder": "lower"}
@@ -296,4 +296,6 @@ def _plain(value: Any) -> Any:
         return {str(k): _plain(v) for k, v in value.items() if not isinstance(v, torch.Tensor)}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
-    return value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
+    if isinstance(value, (bool, int, float, str, type(None))):
+        return value
+    return value.item() if isinstance(value, np.generic) else str(value)

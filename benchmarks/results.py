@@ -23,10 +23,12 @@ def write_rows(rows: list[dict[str, Any]], out: str | Path) -> None:
     frame = frame.reindex(columns=ROW_COLUMNS + [c for c in frame.columns if c not in ROW_COLUMNS])
     frame["error"] = frame["error"].fillna("")
     atomic_write_bytes(out / "rows.csv", frame.to_csv(index=False).encode())
-    if per_image is not None:
-        keep = per_image.notna()
+    keep = per_image.notna() if per_image is not None else None
+    if keep is not None and keep.any():
         images = frame.loc[keep, ID].assign(correct=per_image[keep])
         atomic_write_bytes(out / "per_image.csv", images.to_csv(index=False).encode())
+    else:  # no cell of this run has per-image results: an older file must not pass as this run's
+        (out / "per_image.csv").unlink(missing_ok=True)
 
 
 def read_rows(out: str | Path) -> pd.DataFrame:

@@ -79,11 +79,16 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     if args.all:
         fields["methods"] = ("*",)
     for name in ("methods", "backbones", "datasets"):
-        if getattr(args, name):
-            fields[name] = _split(getattr(args, name))
-    if args.seeds:
+        text = getattr(args, name)
+        if text is not None:
+            if not _split(text):
+                example = {"methods": "baseline,impactx", "backbones": "lenet5", "datasets": "digits"}[name]
+                raise ConfigError(f"--{name} {text!r} names nothing; give a comma list such as {example} "
+                                  "(--list shows the valid names)")
+            fields[name] = _split(text)
+    if args.seeds is not None:
         try:
-            fields["seeds"] = tuple(int(s) for s in _split(args.seeds))
+            fields["seeds"] = tuple(int(s) for s in (_split(args.seeds) or ()))
         except ValueError as err:
             raise ConfigError(f"--seeds expects integers like 0,1,2, got {args.seeds!r}") from err
     fields.update(device=args.device, out=args.out or f"results/runs/{args.profile}", cache_dir=args.cache_dir,
@@ -118,18 +123,6 @@ def list_everything() -> str:
     return "\n".join(lines)
 
 
-def preflight(cfg: RunConfig, groups, device) -> None:
-    """Fail fast (exit 2) on data or weights that cannot be had, before any training starts."""
-    from datasets.registry import dataset_spec, load_dataset
-    from benchmarks.grid import backbone_config
-
-    for name in dict.fromkeys(g.dataset for g in groups):
-        if not dataset_spec(name).embedded:
-            load_dataset(name, root=cfg.data_root, download=cfg.download, device="cpu")
-    for name in dict.fromkeys(g.backbone for g in groups):
-        backbone_config(cfg, name).build(num_classes=10, image_size=32)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -144,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     except user_errors() as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished stages are kept in the cache; run the same command again to resume",
+              file=sys.stderr)
+        return 130
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
@@ -160,8 +157,10 @@ def run(cfg: RunConfig) -> int:
     from benchmarks.environment import environment, resolve_device
     from benchmarks.executors import EXECUTORS
     from benchmarks.grid import plan
+    from benchmarks.preflight import preflight
     from benchmarks.tables import write_all_tables
     from benchmarks.results import write_rows
+    from benchmarks.run_folder import claim_run_folder, clear_outputs
 
     try:
         device = resolve_device(cfg.device)
@@ -170,7 +169,8 @@ def run(cfg: RunConfig) -> int:
     groups = plan(cfg)
     preflight(cfg, groups, device)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    folder_lock = claim_run_folder(out)  # a second run into the same --out stops here (exit 2)
+    clear_outputs(out)
     env = environment(device)
     manifest: dict[str, Any] = {"config": cfg.to_dict(), "environment": env, "started": time.strftime("%FT%T%z"),
                                 "groups": [dataclasses.asdict(g) for g in groups]}
@@ -202,6 +202,7 @@ def run(cfg: RunConfig) -> int:
         print(f"table -> {path}")
     if (out / "table2.md").exists():
         print("\n" + (out / "table2.md").read_text())
+    folder_lock.close()
     if failures:
         print(f"\n{len(failures)} cell(s) failed:", file=sys.stderr)
         for method, backbone, dataset, seed, error in failures:

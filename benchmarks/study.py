@@ -6,12 +6,12 @@
   python -m benchmarks.study --combine-only           # rebuild the findings tables from finished runs
 
 Each *run* is one group (dataset, backbone, seed) of ``python -m benchmarks.run`` with its own settings and
-output folder ``<out>/groups/<name>/`` (rows, tables, figures, resolved config, log). A run whose ``rows.csv`` exists
-without error rows and whose recorded settings match is finished and skipped, so the same command resumes after an
-interruption, in this session or a later one (finished run folders are committed; the artifact cache under
+output folder ``<out>/groups/<name>/`` (rows, tables, figures, resolved config, log). A run whose ``rows.csv``
+exists without error rows and whose recorded settings match is finished and skipped, so the same command resumes
+after an interruption, in this session or a later one (finished run folders are committed; the artifact cache under
 ``--cache-dir`` makes a run killed midway resume at its last finished stage). Workers (``--worker k/n``) take the
-next pending run that no other worker holds and share the cache: artifacts are locked, so shared inputs (the stage-1 model, teacher-map shards) are
-computed once, by whichever worker gets there first.
+next pending run that no other worker holds and share the cache: artifacts are locked, so shared inputs (the
+stage-1 model, teacher-map shards) are computed once, by whichever worker gets there first.
 
 Two tables are combined from the finished runs:
 

@@ -287,9 +287,16 @@ EXPLANATIONS_CAPTION = ("Explanation quality: MoRF area scores of each method's 
                         "agreement where the dataset has masks. Mean ± std over seeds.")
 
 
+#: every file write_all_tables may write; those it does not write this time are removed (never stale)
+TABLE_FILES = ("table2.csv", "table2_long.csv", "table2.md", "table2.tex", "stats.csv", "budgets.md",
+               "map_fidelity.csv", "map_fidelity.md", "timings.csv", "timings.md", "explanations.csv",
+               "explanations_long.csv", "explanations.md", "explanations.tex")
+
+
 def write_all_tables(out: str | Path) -> list[Path]:
     """(Re)write table2.{csv,md,tex} (+ table2_long.csv), stats.csv and explanations.{csv,md,tex}
-    (+ explanations_long.csv) from ``out``/rows.csv."""
+    (+ explanations_long.csv) from ``out``/rows.csv. A table with nothing to show this time (say, every cell
+    failed) is removed, so a run folder never shows an earlier run's numbers as this run's."""
     out = Path(out)
     rows = read_rows(out)
     per_image = read_per_image(out)
@@ -342,6 +349,9 @@ def write_all_tables(out: str | Path) -> list[Path]:
                                "images = test images scored per seed.\n\n"
                                + to_markdown(wide) + "\n")
         put("explanations.tex", to_latex(wide, EXPLANATIONS_CAPTION, "tab:explanations", text_columns=4))
+    for name in TABLE_FILES:
+        if out / name not in written:
+            (out / name).unlink(missing_ok=True)
     return written
 
 

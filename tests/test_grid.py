@@ -164,22 +164,6 @@ def test_nan_loss_is_an_error_row_and_exit_1(tmp_path, monkeypatch, capsys):
     assert "1 cell(s) failed" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--set", "teacher.explainer=shapp"], "unknown explainer 'shapp'; valid: .*saliency"),
-    (["--set", "teacher.options.nosuch=3"], "has no option"),
-    (["--set", "tune.stage1.lr=0.1"], "expected a non-empty list"),
-    (["--seeds", "a,b"], "--seeds expects integers"),
-    (["--plugin", "no.such.module"], "could not import plugin"),
-])
-def test_more_bad_input_exits_2(tmp_path, capsys, args, message):
-    import re
-
-    code = main(["--out", str(tmp_path / "r"), *FAST, "--methods", "baseline", "--datasets", "digits", *args])
-    err = capsys.readouterr().err
-    assert code == 2 and re.search(message, err), err
-    assert "Traceback" not in err
-
-
 def test_pretrained_weights_offline_exit_2(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))

@@ -79,25 +79,6 @@ def test_rerun_recomputes_nothing(tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(first, pd.read_csv(out / "rows.csv"))
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--methods", "nosuch"], "valid methods: .*baseline"),
-    (["--datasets", "cifar11"], "valid datasets: .*synthetic"),
-    (["--backbones", "resnet9000"], "valid backbones: .*lenet5"),
-    (["--set", "train.nosuch=1"], "unknown key 'train.nosuch'. Valid keys: .*train.epochs"),
-    (["--set", "train.epochs=many"], "expected an integer"),
-    (["--set", "method.baseline.nosuch=1"], "has no option 'nosuch'"),
-    (["--datasets", "cifar10", "--data-root", "/nonexistent/place"], "--download.*--data-root"),
-])
-def test_bad_input_exits_2_with_a_message(tmp_path, capsys, args, message):
-    import re
-
-    code, _ = run(tmp_path, *args)
-    err = capsys.readouterr().err
-    assert code == 2
-    assert re.search(message, err), err
-    assert "Traceback" not in err
-
-
 def test_failing_cell_becomes_an_error_row_and_the_grid_goes_on(tmp_path, monkeypatch, capsys):
     (tmp_path / "failing_plugin.py").write_text(
         "from methods import register_method\n"

@@ -18,6 +18,7 @@ import io
 import json
 import logging
 import math
+import pickle
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -102,7 +103,8 @@ def read_shard(path: Path, key: str, index: int, start: int, stop: int) -> tuple
             raise CorruptShard("payload shape does not match its header")
     except CorruptShard as err:
         raise CorruptShard(f"{path}: {err}") from err
-    except (ValueError, KeyError, TypeError, json.JSONDecodeError, RuntimeError, EOFError, UnicodeDecodeError) as err:
+    except (ValueError, KeyError, TypeError, json.JSONDecodeError, RuntimeError, EOFError, UnicodeDecodeError,
+            pickle.UnpicklingError) as err:
         raise CorruptShard(f"{path}: {type(err).__name__}: {err}") from err
     return maps, header
 
