@@ -4,7 +4,7 @@ MoRF (Samek et al. 2016; paper §4.4): the image is cut into a grid of non-overl
 ranked once by their relevance (descending, stable), and they are replaced cumulatively by noise in that order. The
 model's score for the explained class after k replaced regions is ``f_k``; the curve is ``[f_0, f_1, ..., f_L]``.
 
-Defaults (SPEC §6, :class:`MorfConfig`):
+Defaults (:class:`MorfConfig`; the reasons: docs/decisions.md#morf-defaults):
 
 - region size ``H // 8`` (4x4 patches at 32 px, 12x12 at 96 px: 64 regions on every dataset);
 - region relevance = *signed* sum of the map over the region's pixels and all map channels;

@@ -1,7 +1,7 @@
 """How good are a trained method's explanations? MoRF area scores (and ground-truth localisation) as tidy rows.
 
 :func:`evaluate_explanations` takes a trained method and its data, picks a fixed seeded subset of the test set, and
-scores three maps of every picked image with MoRF (:mod:`benchmarks.evaluate`, SPEC §6):
+scores three maps of every picked image with MoRF (:mod:`benchmarks.evaluate`, docs/metrics.md#morf):
 
 - ``own``: the method's own map, ``method.explain(x, target)`` (IMPACTX: D(LEP(x)); ABN: its attention map).
   The baseline has no map of its own: its "own" map is its *post-hoc* map, i.e. whatever explainer the baseline was

@@ -35,8 +35,9 @@ def paper() -> dict[str, Any]:
     """The paper's grid: 4 methods x 3 backbones x 3 datasets, SHAP Partition 2000 evaluations, 3 seeds.
 
     Pretrained nets run at 224 (MobileNet) / 260 (EfficientNet-B2) px, resized inside the model wrapper.
-    Epoch count is not given by the paper (decided: 30, best-on-validation checkpoint). Teacher maps run the
-    stage-1 model through torch.compile (same maps; falls back to eager with a warning where compiling fails).
+    Epoch count is not given by the paper (decided: 30, best-on-validation checkpoint; docs/decisions.md).
+    Teacher maps run the stage-1 model through torch.compile (same maps; falls back to eager with a warning where
+    compiling fails).
     """
     return dict(
         methods=PAPER_METHODS, backbones=("lenet5", "mobilenet", "efficientnet_b2"),

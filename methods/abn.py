@@ -8,10 +8,11 @@ branch = the original remaining stages on g'(x) = (1 + M(x)) * g(x), then poolin
 Loss = CE(attention logits, y) + CE(perception logits, y); predictions are the perception logits; ``explain`` returns
 M(x) bilinearly resized to the input (one class-agnostic map).
 
-Split points (the suite's choice): LeNet-5 after conv1 + pool with a "same"-padded copy of conv2 as attention trunk;
-MobileNet / EfficientNet before the last stride-2 stage, the copied stages starting from the same (pretrained)
-weights. Another backbone gets its split with ``methods.backbones.register_abn_split("<backbone name>")``.
-ABN trains from the backbone's default weights (it does not use the stage-1 model).
+Split points (the suite's choice, docs/decisions.md#abn-attach-points): LeNet-5 after conv1 + pool with a
+"same"-padded copy of conv2 as attention trunk; MobileNet / EfficientNet before the last stride-2 stage, the copied
+stages starting from the same (pretrained) weights. Another backbone gets its split with
+``methods.backbones.register_abn_split("<backbone name>")``. ABN trains from the backbone's default weights (it
+does not use the stage-1 model).
 """
 from __future__ import annotations
 

@@ -56,12 +56,13 @@ DECODER_PRESETS = {
 class MapDecoder(nn.Module):
     """D: FC -> reshape to a small map -> n x [Conv3x3, ReLU, Conv3x3, ReLU, UpSampling x2] -> Conv3x3 to C channels.
 
-    The paper's Fig. 2 gives the layer types and 3x3 kernels but not the widths; decided: ``width`` filters in the
-    first block, halved per block (at least 16); nearest-neighbour upsampling (Keras ``UpSampling2D`` default);
-    linear output (targets are signed maps). ``start``: side of the first map (default: the smallest of at least
-    4 px that halves down from the image size: 4 at 32 px, 6 at 96 px); ``blocks``: how many blocks (default: as
-    many as reach the image size). A map smaller than the image at the end is upsampled to it (nearest when the
-    factor is an integer, else bilinear): teacher maps are block-constant, so D need not work at full resolution.
+    The paper's Fig. 2 gives the layer types and 3x3 kernels but not the widths (docs/decisions.md#decoder-presets);
+    decided: ``width`` filters in the first block, halved per block (at least 16); nearest-neighbour upsampling
+    (Keras ``UpSampling2D`` default); linear output (targets are signed maps). ``start``: side of the first map
+    (default: the smallest of at least 4 px that halves down from the image size: 4 at 32 px, 6 at 96 px);
+    ``blocks``: how many blocks (default: as many as reach the image size). A map smaller than the image at the end
+    is upsampled to it (nearest when the factor is an integer, else bilinear): teacher maps are block-constant, so D
+    need not work at full resolution.
     """
 
     def __init__(self, latent_dim: int, out_channels: int, image_size: int, width: int = 128,
@@ -139,7 +140,9 @@ def check_stage2_options(epochs: int | None, augment: bool | None, lr: float | N
 
 
 def scale_maps(maps: torch.Tensor, mode: str = "max_abs", eps: float = 1e-12) -> torch.Tensor:
-    """``"max_abs"``: each map divided by its own max |value| (all-zero maps stay zero); ``"raw"``: unchanged."""
+    """``"max_abs"``: each map divided by its own max |value| (all-zero maps stay zero); ``"raw"``: unchanged.
+
+    Why: docs/decisions.md#teacher-map-scaling."""
     if mode == "raw":
         return maps
     if mode != "max_abs":

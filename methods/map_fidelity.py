@@ -13,6 +13,7 @@ come from per-image explanations. So, on the *validation* images' teacher maps (
   the signal reaching LEP's weights comes from the explanations (0 with λ = 0).
 
 Means (global and per class) are taken over the engine's training portion, never over the validation images.
+Why and how to read it: docs/decisions.md#map-fidelity, docs/metrics.md#map-fidelity.
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 XAI.it 2023) — a RECONSTRUCTION.
 
 The original paper's text could not be obtained; this is the best-supported reconstruction from how the IMPACTX paper
-describes it (SPEC §5), not a verified reimplementation:
+describes it (docs/decisions.md#wae-reconstruction), not a verified reimplementation:
 
 - Teacher maps φ_y(x) of the stage-1 model A on the training set w.r.t. the true class (the same cached maps as
   IMPACTX), each scaled by its max |value| by default (``map_scale``).
