@@ -58,14 +58,7 @@ def run_ray(cfg: RunConfig, groups: list[Group], device, on_rows: Callable[[Grou
     except ImportError as err:
         raise RuntimeError("--executor ray needs Ray: pip install 'ray[default]' (or pip install -e '.[ray]')") \
             from err
-    import os
-
-    if not ray.is_initialized():
-        # Workers import the suite from this checkout (PYTHONPATH) so no packaging step is needed on one machine.
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env = {"env_vars": {"PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}}
-        ray.init(address=cfg.address, runtime_env=env, include_dashboard=False, log_to_driver=False,
-                 ignore_reinit_error=True)
+    start_ray(cfg.address)
     gpus = 1 if device.type == "cuda" else 0
     task = ray.remote(num_gpus=gpus, num_cpus=1, max_retries=0)(_remote_group)
     # Each worker picks its own GPU (Ray sets CUDA_VISIBLE_DEVICES), so "cuda" means its assigned one.
@@ -78,6 +71,23 @@ def run_ray(cfg: RunConfig, groups: list[Group], device, on_rows: Callable[[Grou
                      "metric": "accuracy", "value": float("nan"), "direction": "higher",
                      "error": f"ray task failed: {type(err).__name__}: {str(err)[:200]}"} for m in group.methods]
         on_rows(group, rows)
+
+
+def start_ray(address: str | None) -> None:
+    """Connect to the Ray cluster at ``address``, or start a local instance that listens on 127.0.0.1 only (GCS,
+    raylet, workers, object manager): a local run must not open ports on every interface of the machine."""
+    import os
+
+    import ray
+
+    if ray.is_initialized():
+        return
+    # Workers import the suite from this checkout (PYTHONPATH) so no packaging step is needed on one machine.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {"env_vars": {"PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}}
+    local = {} if address else {"_node_ip_address": "127.0.0.1", "dashboard_host": "127.0.0.1"}
+    ray.init(address=address, runtime_env=env, include_dashboard=False, log_to_driver=False,
+             ignore_reinit_error=True, **local)
 
 
 def _as_completed(ray, pending: dict) -> Iterator[tuple[Any, Group]]:
