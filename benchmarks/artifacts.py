@@ -31,10 +31,20 @@ def spec_key(kind: str, spec: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``path`` all at once (temporary file + rename): readers see the old file or the new, never half.
+    The file gets the permissions a plain ``open()`` would give (0666 minus the umask), not mkstemp's 0600, so
+    others on a shared machine can read results when the user's umask lets them."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

@@ -72,7 +72,7 @@ class FitContext:
 
     def stage1_spec(self, engine: Engine | None = None) -> dict[str, Any]:
         return {"backbone": asdict(self.backbone), "data": fingerprint(self.data),
-                "train": asdict((engine or self.engine).cfg), "seed": self.seed}
+                "train": (engine or self.engine).cfg.key_dict(), "seed": self.seed}
 
     def stage1(self) -> tuple[Backbone, str]:
         """The stage-1 model A (the baseline): the backbone fine-tuned with cross-entropy by the shared engine.

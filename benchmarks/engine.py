@@ -34,6 +34,13 @@ class TrainConfig:
     crop_padding: int = 4
     eval_batch_size: int = 1000
     max_steps_per_epoch: int = 0  # 0 = full epochs; >0 caps steps (tests, smoke runs)
+    compile: bool = False  # run the loss through torch.compile (same results up to float rounding; not in cache keys)
+
+    def key_dict(self) -> dict:
+        """The fields that determine a trained model (what cache keys are made of): all but ``compile``."""
+        out = asdict(self)
+        out.pop("compile")
+        return out
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adam", "adamw", "sgd"):
@@ -156,6 +163,7 @@ class Engine:
         seen, train_time = 0, 0.0
         start = time.perf_counter()
         bar = _progress(cfg.epochs * steps, desc or self.desc, self.progress)
+        step_loss = compiled_or_eager(loss_fn) if cfg.compile else loss_fn
         stats = tuple(torch.tensor(v, device=device).view(1, 3, 1, 1) for v in (data.mean, data.std))
         for epoch in range(cfg.epochs):
             module.train()
@@ -167,7 +175,7 @@ class Engine:
             for step in range(steps):
                 index = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
                 batch = self._batch(data.train, index, extras, generator, stats)
-                loss, _ = loss_fn(batch)
+                loss, _ = step_loss(batch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -205,6 +213,28 @@ class Engine:
             images, batch_extras = random_crop_flip(images, self.cfg.crop_padding, generator, batch_extras)
         mean, std = stats
         return Batch((images.float().div_(255.0) - mean) / std, split.labels[index], index, batch_extras)
+
+
+def compiled_or_eager(loss_fn: LossFn) -> LossFn:
+    """``loss_fn`` through ``torch.compile``; if compiling fails (no C++ compiler, an op dynamo cannot trace), a
+    warning and the eager function from then on, so a run never fails for want of a compiler."""
+    import logging
+
+    compiled = torch.compile(loss_fn)
+    state = {"fn": compiled}
+
+    def run(batch: Batch):
+        try:
+            return state["fn"](batch)
+        except Exception as err:  # noqa: BLE001 - any compiler failure falls back to eager
+            if state["fn"] is loss_fn:
+                raise
+            logging.getLogger(__name__).warning("torch.compile failed (%s: %s); training eagerly",
+                                                type(err).__name__, str(err).splitlines()[0][:200])
+            state["fn"] = loss_fn
+            return loss_fn(batch)
+
+    return run
 
 
 @torch.no_grad()

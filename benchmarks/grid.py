@@ -80,7 +80,7 @@ def seed_everything(seed: int) -> None:
 def cell_spec(cfg: RunConfig, data: DataBundle, group: Group, method: str, options: dict) -> dict[str, Any]:
     return {"version": RESULT_VERSION, "method": method, "options": options, "stage1_grid": cfg.stage1_grid,
             "backbone": dataclasses.asdict(backbone_config(cfg, group.backbone)), "data": fingerprint(data),
-            "train": dataclasses.asdict(cfg.train), "teacher": dataclasses.asdict(cfg.teacher), "seed": group.seed,
+            "train": cfg.train.key_dict(), "teacher": dataclasses.asdict(cfg.teacher), "seed": group.seed,
             "explain_eval": cfg.explain_eval and {"n": cfg.explanation_images, "morf": cfg.morf}}
 
 

@@ -3,7 +3,7 @@
   python -m benchmarks.tables results/runs/smoke            # rewrites table2.* and explanations.* there
 
 Table 2 keeps the paper's layout (rows: dataset x backbone; columns: methods), mean ± std over seeds. The paper's
-numbers (``results/paper_table2.csv``) appear only in separate columns labelled "paper" and "Δ paper", and only for
+numbers (``benchmarks/paper_table2.csv``) appear only in separate columns labelled "paper" and "Δ paper", and only for
 cells that match a paper cell (same dataset, backbone and method). Paired tests against the baseline: a t-test
 over seeds (when ≥ 2 seeds) and an exact McNemar test over test images (pooled over seeds); ``*`` marks p < 0.05
 over seeds, ``†`` p < 0.05 over images.
@@ -21,7 +21,7 @@ from tabulate import tabulate
 from benchmarks.artifacts import atomic_write_bytes
 from benchmarks.results import read_per_image, read_rows
 
-REFERENCE = Path(__file__).resolve().parent.parent / "results" / "paper_table2.csv"
+REFERENCE = Path(__file__).resolve().parent / "paper_table2.csv"  # shipped in the wheel (package data)
 PAPER_METHODS = ("baseline", "impactx", "abn", "wae")
 ALPHA = 0.05
 ARROW = {"higher": "↑", "lower": "↓"}

@@ -66,3 +66,48 @@ def test_stage1_is_trained_once_per_cell(small_synthetic):
     first, key1 = ctx.stage1()
     second, key2 = ctx.stage1()
     assert key1 == key2 and len(ctx.artifacts.created) == 1
+
+
+def test_compiled_training_matches_eager_and_shares_cache_keys(tiny_synthetic):
+    """train.compile runs the loss through torch.compile: the same weights up to float rounding, the same keys."""
+    import dataclasses
+
+    import torch.nn.functional as F
+
+    from methods.backbones import create_backbone
+
+    results = {}
+    for compile_ in (False, True):
+        torch.manual_seed(0)
+        model = create_backbone("tiny", tiny_synthetic.num_classes, tiny_synthetic.image_size)
+        cfg = TrainConfig(epochs=2, batch_size=32, val_fraction=0.25, compile=compile_)
+        Engine(cfg, seed=0, progress=False).fit(model, lambda b: (F.cross_entropy(out := model(b.x), b.y), out),
+                                                tiny_synthetic)
+        results[compile_] = torch.cat([p.detach().flatten() for p in model.parameters()])
+    eager, compiled = results[False], results[True]
+    scale = float(eager.abs().max())
+    assert float((eager - compiled).abs().max()) <= 1e-4 * scale
+    assert not torch.equal(eager, torch.cat([p.detach().flatten() for p in create_backbone(
+        "tiny", tiny_synthetic.num_classes, tiny_synthetic.image_size).parameters()]))  # it did train
+    cfg = TrainConfig()
+    assert cfg.key_dict() == dataclasses.replace(cfg, compile=True).key_dict()
+
+
+def test_a_failing_compiler_falls_back_to_eager_with_a_warning(tiny_synthetic, monkeypatch, caplog):
+    import torch.nn.functional as F
+
+    from methods.backbones import create_backbone
+
+    def broken(fn, *args, **kwargs):
+        def run(*a, **k):
+            raise RuntimeError("inductor: no C++ compiler")
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken)
+    model = create_backbone("tiny", tiny_synthetic.num_classes, tiny_synthetic.image_size)
+    cfg = TrainConfig(epochs=1, batch_size=32, val_fraction=0.25, compile=True)
+    with caplog.at_level("WARNING"):
+        fit = Engine(cfg, seed=0, progress=False).fit(
+            model, lambda b: (F.cross_entropy(out := model(b.x), b.y), out), tiny_synthetic)
+    assert "torch.compile failed" in caplog.text and "no C++ compiler" in caplog.text
+    assert fit.images_seen > 0

@@ -155,7 +155,7 @@ def test_outside_reference_checker_catches_planted_text(planted):
 
 
 def test_outside_reference_checker_passes_clean_text():
-    assert outside_references("See docs/decisions.md#teacher-maps and results/paper_table2.csv.\n") == []
+    assert outside_references("See docs/decisions.md#teacher-maps and benchmarks/paper_table2.csv.\n") == []
 
 
 def test_link_checker_catches_links_that_leave_the_repository(tmp_path):

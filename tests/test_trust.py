@@ -165,3 +165,20 @@ def test_a_second_run_into_a_busy_folder_stops_at_once_naming_the_first(tmp_path
     assert "another run is writing to" in err and f"pid {__import__('os').getpid()}" in err
     assert (out / "rows.csv").read_text() == "the first run's rows\n"  # nothing lost, nothing written
     assert sorted(p.name for p in out.iterdir()) == [".run.lock", "rows.csv"]
+
+
+def test_result_files_honour_the_umask(tmp_path):
+    import os
+    import stat
+
+    from benchmarks.artifacts import atomic_write_bytes
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "a.csv", b"x")
+        os.umask(0o077)
+        atomic_write_bytes(tmp_path / "b.csv", b"x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.csv").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "b.csv").stat().st_mode) == 0o600
