@@ -115,14 +115,18 @@ def _best_candidate(cfg: RunConfig, group: Group, method: str, data: DataBundle,
     accuracy, its chosen values recorded as ``chosen/<option>`` rows. Each candidate is its own artifact."""
     grid = cfg.method_grid.get(method, {})
     names = sorted(grid)
+    candidates = list(itertools.product(*(grid[n] for n in names)))
     best: tuple[float, dict[str, Any]] | None = None
-    for values in itertools.product(*(grid[n] for n in names)):
+    for values in candidates:
         options = {**cfg.method_options.get(method, {}), **dict(zip(names, values))}
         spec = cell_spec(cfg, data, group, method, options)
         result, _ = artifacts.get_or_create(
             "cell", spec, lambda: run_cell(cfg, group, method, data, artifacts, options))
         score = next((r["value"] for r in result["rows"] if r["metric"] == "val_accuracy"), float("-inf"))
-        if best is None or score > best[0]:
+        if len(candidates) > 1 and not score >= 0:  # no validation images: -100, or no val_accuracy row at all
+            raise ValueError(f"the grid over {', '.join(names)} has no validation accuracy to choose on "
+                             "(train.val_fraction=0?)")
+        if best is None or score > best[0]:  # ties: the first candidate in grid order
             best = (score, {**result, "rows": result["rows"] + [
                 {"metric": f"chosen/{n}", "value": v, "direction": "info"} for n, v in zip(names, values)]})
     return best[1]
