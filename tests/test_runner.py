@@ -20,6 +20,7 @@ def run(tmp_path, *args, name="run"):
     return code, out
 
 
+@pytest.mark.slow
 def test_smoke_end_to_end_writes_rows_and_tables(tmp_path):
     code, out = run(tmp_path, "--methods", "baseline", "--datasets", "digits,synthetic", "--seeds", "0,1")
     assert code == 0
@@ -58,6 +59,7 @@ def test_rows_separate_a_methods_own_time_from_the_shared_work(tmp_path):
     assert rows[("baseline", "seconds/stage1")] == rows[("impactx", "seconds/stage1")]
 
 
+@pytest.mark.slow
 def test_a_method_that_runs_an_explainer_per_prediction_gets_a_capped_explanation_budget(tmp_path):
     """wae-shap predicts by explaining every class: no post-hoc map on top of it, MoRF on at most 16 images."""
     code, out = run(tmp_path, "--methods", "baseline,wae-shap", "--datasets", "digits", "--set",
