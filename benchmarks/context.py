@@ -91,7 +91,9 @@ class FitContext:
         for engine in engines:
             payload, key = self._stage1_artifact(engine)
             score = payload["fit"]["best_val_accuracy"]
-            if best is None or score > best[0]:
+            if len(engines) > 1 and not score >= 0:  # the engine reports -1 without validation images
+                raise ValueError("the stage-1 grid has no validation accuracy to choose on (val_fraction=0?)")
+            if best is None or score > best[0]:  # ties: the first combination in grid order
                 best = (score, payload, key, engine)
         _, payload, key, engine = best
         model = self.build_backbone()

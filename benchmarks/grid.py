@@ -105,7 +105,8 @@ def run_group(cfg: RunConfig, group: Group, data: DataBundle, artifacts: Artifac
                          "error": "", **row})
             if row["metric"] == "accuracy" and per_image is not None:
                 rows[-1]["per_image"] = "".join("1" if c else "0" for c in per_image)
-    write_figures(cfg, group, data.name, results)
+    for row in write_figures(cfg, group, data.name, results):  # a figure that failed is a row, not silence
+        rows.append({"backbone": group.backbone, "dataset": data.name, "seed": group.seed, **row})
     return rows
 
 
@@ -115,14 +116,18 @@ def _best_candidate(cfg: RunConfig, group: Group, method: str, data: DataBundle,
     accuracy, its chosen values recorded as ``chosen/<option>`` rows. Each candidate is its own artifact."""
     grid = cfg.method_grid.get(method, {})
     names = sorted(grid)
+    candidates = list(itertools.product(*(grid[n] for n in names)))
     best: tuple[float, dict[str, Any]] | None = None
-    for values in itertools.product(*(grid[n] for n in names)):
+    for values in candidates:
         options = {**cfg.method_options.get(method, {}), **dict(zip(names, values))}
         spec = cell_spec(cfg, data, group, method, options)
         result, _ = artifacts.get_or_create(
             "cell", spec, lambda: run_cell(cfg, group, method, data, artifacts, options))
         score = next((r["value"] for r in result["rows"] if r["metric"] == "val_accuracy"), float("-inf"))
-        if best is None or score > best[0]:
+        if len(candidates) > 1 and not score >= 0:  # no validation images: -100, or no val_accuracy row at all
+            raise ValueError(f"the grid over {', '.join(names)} has no validation accuracy to choose on "
+                             "(train.val_fraction=0?)")
+        if best is None or score > best[0]:  # ties: the first candidate in grid order
             best = (score, {**result, "rows": result["rows"] + [
                 {"metric": f"chosen/{n}", "value": v, "direction": "info"} for n, v in zip(names, values)]})
     return best[1]
@@ -262,32 +267,46 @@ def explanation_rows(cfg: RunConfig, method, data: DataBundle, seed: int,
     return rows, figure
 
 
-def write_figures(cfg: RunConfig, group: Group, dataset: str, results: dict[str, dict[str, Any]]) -> None:
+def write_figures(cfg: RunConfig, group: Group, dataset: str,
+                  results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Per group: mean MoRF curves of every method's own map (+ SHAP on the baseline, + random), and per method
-    an example grid like the paper's Figs 3-5. Figures are re-drawn from stored results, so resumed runs get them."""
+    an example grid like the paper's Figs 3-5. Figures are re-drawn from stored results, so resumed runs get them.
+
+    A figure that cannot be drawn costs no result: it is logged as a warning and returned as a ``figure_error``
+    row (the file and the error in ``error``) for each method it would have shown; the other figures are drawn."""
     from pathlib import Path
 
-    from benchmarks.figures import plot_examples, plot_morf_curves
+    from benchmarks import figures as plots
 
     figures = {m: r["figure"] for m, r in results.items() if r.get("figure")}
     if not figures:
-        return
+        return []
     folder = Path(cfg.out) / "figures"
     stem = f"{dataset.replace(':', '-').replace('/', '_')}_{group.backbone}_seed{group.seed}"
+    failed: list[dict[str, Any]] = []
+
+    def draw(path: Path, methods: list[str], plot) -> None:
+        try:
+            plot(path)
+        except Exception as err:  # noqa: BLE001 - a figure must never cost the results
+            log.warning("could not draw figure %s: %s", path, _short_error(err), exc_info=True)
+            failed.extend({"method": m, "metric": "figure_error", "value": float("nan"), "direction": "info",
+                           "error": f"figure {path.name}: {_short_error(err)}"} for m in methods)
+
     curves = {f"{m} (own)": f["curves"]["own"].float() for m, f in figures.items()}
     for source in ("shap", cfg.teacher.explainer, "random"):
         first = next((f["curves"][source] for f in figures.values() if source in f["curves"]), None)
         if first is not None and source != "own":
             curves.setdefault(f"{source} ({next(iter(figures))})", first.float())
-    try:
-        plot_morf_curves(curves, folder / f"morf_{stem}.png", title=f"MoRF, {dataset} / {group.backbone}")
-        for method, f in figures.items():
-            pick = f.get("example_index", torch.arange(len(f["images"])))  # cells stored before: the first rows
-            plot_examples(f["images"], f["maps"], {k: v[pick].float() for k, v in f["curves"].items()},
-                          folder / f"examples_{stem}_{method}.png", titles=f["titles"],
-                          suptitle=f"{method}: {dataset} / {group.backbone}, seed {group.seed}")
-    except Exception:  # noqa: BLE001 - a figure must never cost the results
-        log.warning("could not draw figures for %s", stem, exc_info=True)
+    draw(folder / f"morf_{stem}.png", list(figures),
+         lambda path: plots.plot_morf_curves(curves, path, title=f"MoRF, {dataset} / {group.backbone}"))
+    for method, f in figures.items():
+        pick = f.get("example_index", torch.arange(len(f["images"])))  # cells stored before: the first rows
+        draw(folder / f"examples_{stem}_{method}.png", [method],
+             lambda path, f=f, pick=pick, method=method: plots.plot_examples(
+                 f["images"], f["maps"], {k: v[pick].float() for k, v in f["curves"].items()}, path,
+                 titles=f["titles"], suptitle=f"{method}: {dataset} / {group.backbone}, seed {group.seed}"))
+    return failed
 
 
 def _plain(value: Any) -> Any:

@@ -1,17 +1,28 @@
 """Tables from tidy rows, without retraining: Table 2 (accuracy) and the explanation-quality table.
 
-  python -m benchmarks.tables results/runs/smoke            # rewrites table2.* and explanations.* there
+  python -m benchmarks.tables results/runs/smoke                     # rewrites table2.* and explanations.* there
+  python -m benchmarks.tables results/runs/smoke --correction holm   # marks from Holm-adjusted p-values
 
 Table 2 keeps the paper's layout (rows: dataset x backbone; columns: methods), mean ± std over seeds. The paper's
 numbers (``benchmarks/paper_table2.csv``) appear only in separate columns labelled "paper" and "Δ paper", and only for
-cells that match a paper cell (same dataset, backbone and method). Paired tests against the baseline: a t-test
-over seeds (when ≥ 2 seeds) and an exact McNemar test over test images (pooled over seeds); ``*`` marks p < 0.05
-over seeds, ``†`` p < 0.05 over images.
+cells that match a paper cell (same dataset, backbone and method).
+
+Paired tests of every method against the baseline of its row, both two-sided at ``ALPHA``: a t-test over seeds
+(defined only with at least ``MIN_SEEDS_T`` paired seeds and differences that are not all equal; otherwise its p is
+NaN, shown as ``°``) and an exact McNemar test over test images pooled over seeds (two-sided binomial test on the
+discordant pairs). Marks show direction: ``*`` / ``†`` significantly better, ``*⁻`` / ``†⁻`` significantly worse.
+``--correction holm`` adjusts each test's p-values over the methods of a row (Holm step-down) before marking.
+
+LaTeX output is plain ASCII (every special character escaped, symbols as math) and needs only the packages its
+header comment names (booktabs, graphicx); blocks wider than the line are shrunk to ``\\linewidth``.
 """
 from __future__ import annotations
 
 import argparse
+import math
+import re
 import sys
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +35,11 @@ from benchmarks.results import read_per_image, read_rows
 REFERENCE = Path(__file__).resolve().parent / "paper_table2.csv"  # shipped in the wheel (package data)
 PAPER_METHODS = ("baseline", "impactx", "abn", "wae")
 ALPHA = 0.05
+MIN_SEEDS_T = 3  # a t-test on 2 paired seeds has 1 degree of freedom: reported as undefined, not as a mark
+CORRECTIONS = ("none", "holm")
+MARK_BETTER = {"seeds": "*", "images": "†"}
+MARK_WORSE = {"seeds": "*⁻", "images": "†⁻"}
+MARK_T_UNDEFINED = "°"
 ARROW = {"higher": "↑", "lower": "↓"}
 LATEX_ARROW = {"higher": r"$\uparrow$", "lower": r"$\downarrow$"}
 
@@ -42,7 +58,8 @@ def summarize(rows: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
 
 
 def mcnemar_p(a: np.ndarray, b: np.ndarray) -> float:
-    """Exact two-sided McNemar test on paired boolean correctness vectors."""
+    """Exact two-sided McNemar test on paired boolean correctness vectors (a binomial test on the discordant
+    pairs; 1.0 when there are none)."""
     from scipy.stats import binomtest
 
     only_a = int(np.sum(a & ~b))
@@ -52,10 +69,46 @@ def mcnemar_p(a: np.ndarray, b: np.ndarray) -> float:
     return float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
 
 
-def paired_tests(rows: pd.DataFrame, per_image: pd.DataFrame | None, baseline: str = "baseline") -> pd.DataFrame:
-    """Every method against the baseline of the same (dataset, backbone): paired over seeds and over images."""
+def paired_t_p(ours: np.ndarray, base: np.ndarray) -> float:
+    """Two-sided paired t-test p over seeds; NaN (undefined, not 0) with fewer than ``MIN_SEEDS_T`` pairs or when
+    every seed gives the same difference (zero variance: t is infinite or 0/0, no p-value a reviewer accepts)."""
     from scipy.stats import ttest_rel
 
+    ours, base = np.asarray(ours, float), np.asarray(base, float)
+    if len(ours) < MIN_SEEDS_T:
+        return float("nan")
+    diff = ours - base
+    scale = max(1.0, float(np.abs(np.concatenate([ours, base])).max()))
+    if float(np.std(diff)) <= 1e-9 * scale:  # equal up to float noise (accuracies are multiples of 100 / N)
+        return float("nan")
+    return float(ttest_rel(ours, base).pvalue)
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm step-down adjusted p-values; NaN entries stay NaN and do not count as comparisons."""
+    p = np.asarray(pvalues, float)
+    out = np.full(p.shape, np.nan)
+    defined = np.flatnonzero(~np.isnan(p))
+    m = len(defined)
+    running = 0.0
+    for rank, i in enumerate(defined[np.argsort(p[defined], kind="stable")]):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out
+
+
+STATS_COLUMNS = ["dataset", "backbone", "method", "n_seeds", "mean_diff", "p_seeds", "n_images", "better_images",
+                 "worse_images", "p_images", "correction", "p_seeds_adj", "p_images_adj"]
+
+
+def paired_tests(rows: pd.DataFrame, per_image: pd.DataFrame | None, baseline: str = "baseline",
+                 correction: str = "none") -> pd.DataFrame:
+    """Every method against the baseline of the same (dataset, backbone): paired over seeds (`paired_t_p`) and
+    over test images pooled over those seeds (`mcnemar_p`). ``better_images`` / ``worse_images``: the discordant
+    pairs (method right and baseline wrong / the reverse). ``p_*_adj``: the p-values the marks use (Holm over the
+    methods of a row with ``correction="holm"``, else the raw ones)."""
+    if correction not in CORRECTIONS:
+        raise ValueError(f"correction must be one of {CORRECTIONS}, got {correction!r}")
     acc = rows[(rows["metric"] == "accuracy") & (rows["error"] == "")]
     out = []
     for (dataset, backbone), cell in acc.groupby(["dataset", "backbone"], sort=False):
@@ -64,22 +117,26 @@ def paired_tests(rows: pd.DataFrame, per_image: pd.DataFrame | None, baseline: s
             values = sub.set_index("seed")["value"]
             seeds = sorted(set(base.index) & set(values.index))
             diff = values[seeds] - base[seeds] if seeds else pd.Series(dtype=float)
-            p_seed = float("nan")
-            if len(seeds) >= 2 and np.any(diff.to_numpy() != diff.to_numpy()[0]):
-                p_seed = float(ttest_rel(values[seeds], base[seeds]).pvalue)
-            elif len(seeds) >= 2:
-                p_seed = 0.0 if diff.iloc[0] != 0 else 1.0
-            p_image = _image_test(per_image, dataset, backbone, method, baseline, seeds)
+            images = _image_counts(per_image, dataset, backbone, method, baseline, seeds)
             out.append({"dataset": dataset, "backbone": backbone, "method": method, "n_seeds": len(seeds),
                         "mean_diff": float(diff.mean()) if len(seeds) else float("nan"),
-                        "p_seeds": p_seed, "p_images": p_image})
-    return pd.DataFrame(out, columns=["dataset", "backbone", "method", "n_seeds", "mean_diff", "p_seeds",
-                                      "p_images"])
+                        "p_seeds": paired_t_p(values[seeds].to_numpy(), base[seeds].to_numpy()), **images})
+    frame = pd.DataFrame(out, columns=STATS_COLUMNS)
+    frame["correction"] = correction
+    for test in ("seeds", "images"):
+        frame[f"p_{test}_adj"] = frame[f"p_{test}"]
+        if correction == "holm" and not frame.empty:
+            for _, idx in frame.groupby(["dataset", "backbone"], sort=False).groups.items():
+                frame.loc[idx, f"p_{test}_adj"] = holm(frame.loc[idx, f"p_{test}"].to_numpy())
+    return frame
 
 
-def _image_test(per_image, dataset, backbone, method, baseline, seeds) -> float:
+def _image_counts(per_image, dataset, backbone, method, baseline, seeds) -> dict[str, float]:
+    """McNemar over the test images of ``seeds`` pooled (seeds whose vectors are missing or differ in length are
+    left out)."""
+    empty = {"n_images": 0, "better_images": float("nan"), "worse_images": float("nan"), "p_images": float("nan")}
     if per_image is None or not seeds:
-        return float("nan")
+        return empty
     cell = per_image[(per_image["dataset"] == dataset) & (per_image["backbone"] == backbone)]
     a, b = [], []
     for seed in seeds:
@@ -88,20 +145,24 @@ def _image_test(per_image, dataset, backbone, method, baseline, seeds) -> float:
         if len(ours) and len(base) and len(ours.iloc[0]) == len(base.iloc[0]):
             a.append(np.frombuffer(ours.iloc[0].encode(), np.uint8) == ord("1"))
             b.append(np.frombuffer(base.iloc[0].encode(), np.uint8) == ord("1"))
-    return mcnemar_p(np.concatenate(a), np.concatenate(b)) if a else float("nan")
+    if not a:
+        return empty
+    a, b = np.concatenate(a), np.concatenate(b)
+    return {"n_images": len(a), "better_images": int(np.sum(a & ~b)), "worse_images": int(np.sum(~a & b)),
+            "p_images": mcnemar_p(a, b)}
 
 
 def table2_long(rows: pd.DataFrame, per_image: pd.DataFrame | None = None,
-                reference: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per (dataset, backbone, method): mean, std, n, paper reference, delta, p-values."""
+                reference: pd.DataFrame | None = None, correction: str = "none") -> pd.DataFrame:
+    """One row per (dataset, backbone, method): mean, std, n, paper reference, delta, the paired tests against the
+    baseline (see `paired_tests`)."""
     reference = load_reference() if reference is None else reference
     summary = summarize(rows)
     ref = reference[["dataset", "backbone", "method", "accuracy"]].rename(columns={"accuracy": "paper"})
     long = summary.merge(ref, on=["dataset", "backbone", "method"], how="left")
     long["delta_vs_paper"] = long["mean"] - long["paper"]
-    tests = paired_tests(rows, per_image)
-    long = long.merge(tests[["dataset", "backbone", "method", "p_seeds", "p_images"]],
-                      on=["dataset", "backbone", "method"], how="left")
+    tests = paired_tests(rows, per_image, correction=correction)
+    long = long.merge(tests, on=["dataset", "backbone", "method"], how="left")
     return long.merge(budgets(rows), on=["dataset", "backbone", "method"], how="left")
 
 
@@ -110,12 +171,25 @@ def _fmt(mean: float, std: float, n: int, marks: str = "") -> str:
     return text + marks
 
 
+def _defined(value) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
 def _marks(row) -> str:
+    """The marks of one non-baseline cell, from the p-values the table uses (``p_*_adj``) and the direction:
+    ``*`` / ``*⁻`` t-test over seeds better / worse, ``°`` t-test undefined, ``†`` / ``†⁻`` McNemar better /
+    worse; nothing for the baseline or a cell without paired seeds."""
+    if not _defined(row.get("n_seeds")) or row["n_seeds"] < 1:
+        return ""
     marks = ""
-    if row.get("p_seeds") == row.get("p_seeds") and row["p_seeds"] < ALPHA:
-        marks += "*"
-    if row.get("p_images") == row.get("p_images") and row["p_images"] < ALPHA:
-        marks += "†"
+    p = row.get("p_seeds_adj", row.get("p_seeds"))
+    if not _defined(p):
+        marks += MARK_T_UNDEFINED
+    elif p < ALPHA:
+        marks += (MARK_BETTER if row["mean_diff"] > 0 else MARK_WORSE)["seeds"]
+    p = row.get("p_images_adj", row.get("p_images"))
+    if _defined(p) and p < ALPHA:
+        marks += (MARK_BETTER if row["better_images"] > row["worse_images"] else MARK_WORSE)["images"]
     return marks
 
 
@@ -248,43 +322,135 @@ def timings_wide(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def to_markdown(frame: pd.DataFrame) -> str:
-    return tabulate(frame, headers="keys", tablefmt="github", showindex=False, disable_numparse=True)
+    """A GitHub table; a ``|`` inside a name is escaped so it cannot split a cell."""
+    escaped = frame.rename(columns=lambda c: str(c).replace("|", r"\|"))
+    escaped = escaped.astype(str).apply(lambda col: col.str.replace("|", r"\|", regex=False)) if len(frame) \
+        else escaped
+    return tabulate(escaped, headers="keys", tablefmt="github", showindex=False, disable_numparse=True)
 
 
-_LATEX_ESCAPES = {"&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "±": r"$\pm$", "Δ": r"$\Delta$",
-                  "†": r"$^\dagger$", "↑": r"$\uparrow$", "↓": r"$\downarrow$"}
+#: the packages a written .tex needs; named in its header comment (tests compile with exactly these)
+LATEX_PACKAGES = ("booktabs", "graphicx")
+#: a block keeps its natural size unless wider than the line, then it is scaled down to \linewidth (graphicx)
+_SHRINK = r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%"
+_LATEX_CHARS = {
+    "\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "%": r"\%", "#": r"\#",
+    "_": r"\_", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": "$<$", ">": "$>$", "|": "$|$",
+    "[": "{[}", "]": "{]}", "*": "{*}", "\n": " ", "\t": " ", "\u00a0": "~",
+    "−": "$-$", "±": r"$\pm$", "Δ": r"$\Delta$", "†": r"$^{\dagger}$", "‡": r"$^{\ddagger}$", "⁻": "$^{-}$",
+    "°": r"$^{\circ}$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "→": r"$\rightarrow$", "…": r"\dots{}",
+    "—": "---", "–": "--", "≥": r"$\geq$", "≤": r"$\leq$", "≈": r"$\approx$", "×": r"$\times$", "·": r"$\cdot$",
+    "α": r"$\alpha$", "λ": r"$\lambda$", "φ": r"$\varphi$", "‘": "`", "’": "'", "“": "``", "”": "''",
+}
+_NUMBER_MINUS = re.compile(r"(?<![0-9A-Za-z.])-(?=[0-9])")
 
 
-def _latex_cell(text: str) -> str:
-    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in str(text))
+def latex_escape(text: object, marks: bool = False) -> str:
+    """Plain-ASCII LaTeX for any text: specials escaped, symbols as math, other non-ASCII letters reduced to
+    their base letter (``é`` -> ``e``) or ``?``. ``marks``: a value cell, whose ``*`` is a significance mark
+    (superscript) and whose ``-`` before a digit is a minus sign."""
+    text = str(text)
+    if marks:
+        text = _NUMBER_MINUS.sub("−", text)
+    out = []
+    for ch in text:
+        if marks and ch == "*":
+            out.append("$^{*}$")
+        elif ch in _LATEX_CHARS:
+            out.append(_LATEX_CHARS[ch])
+        elif " " <= ch <= "~":
+            out.append(ch)
+        elif ch.isprintable():
+            base = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode()
+            out.append(latex_escape(base) if base else "?")
+    return "".join(out)
 
 
-def to_latex(frame: pd.DataFrame, caption: str, label: str, text_columns: int = 2) -> str:
-    """A booktabs table (needs \\usepackage{booktabs})."""
-    columns = list(frame.columns)
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{_latex_cell(caption)}}}", rf"\label{{{label}}}",
-             r"\begin{tabular}{" + "l" * text_columns + "r" * (len(columns) - text_columns) + "}", r"\toprule",
-             " & ".join(_latex_cell(c) for c in columns) + r" \\", r"\midrule"]
-    previous = None
-    for _, row in frame.iterrows():
-        cells = [_latex_cell(v) for v in row.tolist()]
-        if previous is not None and row.iloc[0] != previous:
+_HEADER_WIDTH = 14  # characters per header line; longer headers wrap at spaces and underscores
+
+
+def _latex_header(text: object, align: str) -> str:
+    """A column header, wrapped onto stacked lines (a nested tabular, no package) when long: headers such as
+    ``deletion_auc_vs_random (↓)`` are far wider than the numbers under them."""
+    lines: list[str] = []
+    for token in re.findall(r"[^ _]+[ _]*|[ _]+", str(text)):
+        if lines and len(lines[-1]) + len(token.rstrip()) <= _HEADER_WIDTH:
+            lines[-1] += token
+        else:
+            lines.append(token)
+    lines = [line.rstrip() for line in lines] or [""]
+    if len(lines) == 1:
+        return latex_escape(lines[0])
+    return (rf"\begin{{tabular}}[b]{{@{{}}{align}@{{}}}}" + r"\\".join(latex_escape(x) for x in lines)
+            + r"\end{tabular}")
+
+
+def _latex_block(frame: pd.DataFrame, text_columns: int) -> list[str]:
+    """One booktabs tabular, shrunk to the line width only if wider; leading text columns that repeat the row
+    above are left blank, a rule separates groups of the first column, rows without any value are left out."""
+    align = "l" * text_columns + "r" * (len(frame.columns) - text_columns)
+    lines = [_SHRINK, rf"\begin{{tabular}}{{{align}}}", r"\toprule",
+             " & ".join(_latex_header(c, a) for c, a in zip(frame.columns, align)) + r" \\", r"\midrule"]
+    previous: list | None = None
+    for values in frame.astype(str).itertuples(index=False):
+        values = list(values)
+        if len(values) > text_columns and not any(values[text_columns:]):
+            continue  # nothing to show in this block (e.g. a row without paper numbers in the reference block)
+        cells = [latex_escape(v, marks=i >= text_columns) for i, v in enumerate(values)]
+        if previous is not None and values[0] != previous[0]:
             lines.append(r"\midrule")
-        if row.iloc[0] == previous:
-            cells[0] = ""
-        previous = row.iloc[0]
+        for j in range(min(text_columns, len(values)) - 1):
+            if previous is not None and values[:j + 1] == previous[:j + 1]:
+                cells[j] = ""
+        previous = values
         lines.append(" & ".join(cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return lines + [r"\bottomrule", r"\end{tabular}}"]
+
+
+def to_latex(frame: pd.DataFrame, caption: str, label: str, text_columns: int = 2,
+             blocks: list[list[str]] | None = None) -> str:
+    """A ``table`` float of booktabs tabulars, one per entry of ``blocks`` (column lists, default: all columns),
+    stacked vertically; each block wider than ``\\linewidth`` is scaled down to it. Plain ASCII: compiles with
+    pdflatex, xelatex and lualatex given only ``LATEX_PACKAGES`` (named in the file's header comment)."""
+    lines = ["% Written by impactx-bench (benchmarks/tables.py). Plain ASCII: compiles with pdflatex, xelatex "
+             "and lualatex.",
+             "% Needs in the preamble: " + " ".join(rf"\usepackage{{{p}}}" for p in LATEX_PACKAGES)
+             + "  (graphicx: \\resizebox shrinks a block wider than \\linewidth)",
+             r"\begin{table}[t]", r"\centering", rf"\caption{{{latex_escape(caption, marks=True)}}}",
+             rf"\label{{{label}}}"]
+    for i, columns in enumerate(blocks or [list(frame.columns)]):
+        if i:
+            lines.append(r"\par\medskip")
+        lines += _latex_block(frame[columns], text_columns)
+    lines.append(r"\end{table}")
     return "\n".join(lines) + "\n"
 
 
-TABLE2_CAPTION = ("Test accuracy (%) — measured by this suite, mean ± std over seeds. "
-                  "Columns 'paper: …' are the IMPACTX paper's reported numbers (reference, not measured here); "
-                  "'Δ paper' = measured − paper. * p<0.05 vs baseline, paired t-test over seeds; "
-                  "† p<0.05 vs baseline, exact McNemar over test images.")
-EXPLANATIONS_CAPTION = ("Explanation quality: MoRF area scores of each method's own map, of SHAP applied to the same "
-                        "model and of a random map (↑ higher is better, ↓ lower is better), and ground-truth "
-                        "agreement where the dataset has masks. Mean ± std over seeds.")
+def table2_legend(correction: str = "none", code=lambda mark: mark) -> str:
+    """What the marks of Table 2 mean: which tests, two-sided, the level, the direction, and the correction.
+    ``code`` wraps each mark (backticks in Markdown)."""
+    corrected = ("p-values Holm-adjusted over the methods of each row, separately per test" if correction == "holm"
+                 else "no correction for multiple comparisons")
+    return (f"Marks compare each method with the baseline of its row; two-sided tests at α = {ALPHA}, "
+            f"{corrected}. {code('*')} significantly better, {code('*⁻')} significantly worse: paired t-test "
+            f"over seeds; {code('°')}: that t-test is undefined (fewer than {MIN_SEEDS_T} seeds, or the same "
+            f"difference on every seed). {code('†')} significantly better, {code('†⁻')} significantly worse: "
+            "exact McNemar test over test images pooled over seeds (binomial test on the discordant pairs). "
+            "No mark: not significant.")
+
+
+def table2_caption(correction: str = "none", split: bool = False) -> str:
+    where = ("Top: measured by this suite; bottom: the IMPACTX paper's reported numbers ('paper') and "
+             "'Δ paper' = measured − paper (reference, not measured here). " if split else
+             "Columns 'paper: …' are the IMPACTX paper's reported numbers (reference, not measured here); "
+             "'Δ paper' = measured − paper. ")
+    return "Test accuracy (%) — measured by this suite, mean ± std over seeds. " + where + table2_legend(correction)
+
+
+EXPLANATIONS_CAPTION = ("Explanation quality: MoRF area scores of each method's own map, of the post-hoc explainer "
+                        "(SHAP by default) applied to the same model and of a random map (↑ higher is better, "
+                        "↓ lower is better), and ground-truth agreement where the dataset has masks. Mean ± std "
+                        "over seeds.")
 
 
 #: every file write_all_tables may write; those it does not write this time are removed (never stale)
@@ -293,10 +459,11 @@ TABLE_FILES = ("table2.csv", "table2_long.csv", "table2.md", "table2.tex", "stat
                "explanations_long.csv", "explanations.md", "explanations.tex")
 
 
-def write_all_tables(out: str | Path) -> list[Path]:
+def write_all_tables(out: str | Path, correction: str = "none") -> list[Path]:
     """(Re)write table2.{csv,md,tex} (+ table2_long.csv), stats.csv and explanations.{csv,md,tex}
     (+ explanations_long.csv) from ``out``/rows.csv. A table with nothing to show this time (say, every cell
-    failed) is removed, so a run folder never shows an earlier run's numbers as this run's."""
+    failed) is removed, so a run folder never shows an earlier run's numbers as this run's. ``correction``:
+    ``"holm"`` marks Table 2 from Holm-adjusted p-values (see `paired_tests`)."""
     out = Path(out)
     rows = read_rows(out)
     per_image = read_per_image(out)
@@ -306,16 +473,21 @@ def write_all_tables(out: str | Path) -> list[Path]:
         atomic_write_bytes(out / name, text.encode())
         written.append(out / name)
 
-    long = table2_long(rows, per_image)
+    long = table2_long(rows, per_image, correction=correction)
     if not long.empty:
         wide = table2_wide(long)
         put("table2.csv", wide.to_csv(index=False))  # the paper's layout, as printed in table2.md
         put("table2_long.csv", long.to_csv(index=False))  # numbers: mean, std, n, paper, delta, p-values
-        put("table2.md", "Test accuracy (%), measured; 'paper:' columns are the paper's numbers for reference."
-                         "\n\n" + to_markdown(wide) + "\n\n* p<0.05 vs baseline over seeds (paired t); "
-                         "† p<0.05 vs baseline over test images (exact McNemar).\n")
-        put("table2.tex", to_latex(wide, TABLE2_CAPTION, "tab:table2"))
-        stats = paired_tests(rows, per_image).merge(budgets(rows), on=["dataset", "backbone", "method"], how="left")
+        put("table2.md", "Test accuracy (%), measured: mean ± std over seeds; 'paper:' columns are the paper's "
+                         "numbers for reference, 'Δ paper' = measured − paper.\n\n" + to_markdown(wide) + "\n\n"
+                         + table2_legend(correction, code=lambda mark: f"`{mark}`") + "\n")
+        measured = [c for c in wide.columns if not c.startswith(("paper: ", "Δ paper: "))]
+        reference = ["dataset", "backbone"] + [c for c in wide.columns if c not in measured]
+        blocks = [measured, reference] if len(reference) > 2 else [measured]
+        put("table2.tex", to_latex(wide, table2_caption(correction, split=len(blocks) > 1), "tab:table2",
+                                   blocks=blocks))
+        stats = paired_tests(rows, per_image, correction=correction).merge(
+            budgets(rows), on=["dataset", "backbone", "method"], how="left")
         put("stats.csv", stats.to_csv(index=False))
         budget = long[["dataset", "backbone", "method", "budget_epochs", "budget_images"]].dropna()
         if not budget.empty:
@@ -359,11 +531,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.tables", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", help="a run folder holding rows.csv (e.g. results/runs/smoke)")
+    parser.add_argument("--correction", choices=CORRECTIONS, default="none",
+                        help="multiple-comparison correction of Table 2's marks over the methods of a row "
+                             "(default: none)")
     args = parser.parse_args(argv)
     if not (Path(args.run) / "rows.csv").exists():
         print(f"error: {args.run}/rows.csv not found; run python -m benchmarks.run first", file=sys.stderr)
         return 2
-    for path in write_all_tables(args.run):
+    for path in write_all_tables(args.run, correction=args.correction):
         print(path)
     return 0
 

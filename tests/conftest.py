@@ -4,6 +4,13 @@ import torch
 from benchmarks.context import BackboneConfig, FitContext, TeacherConfig
 from benchmarks.engine import Engine, TrainConfig
 from datasets import load_dataset
+from markers import apply_gpu_marker
+
+pytest_plugins = ["pytester"]  # tests/test_markers.py runs small pytest sessions
+
+
+def pytest_collection_modifyitems(config, items):
+    apply_gpu_marker(items, torch.cuda.is_available())
 
 
 @pytest.fixture(scope="session")

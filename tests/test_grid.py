@@ -46,6 +46,7 @@ def test_same_seed_same_rows(tmp_path):
     pd.testing.assert_frame_equal(measured(tmp_path / "a"), measured(tmp_path / "b"))
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_without_recomputing_and_matches(tmp_path, monkeypatch):
     args = [*FAST, "--methods", "baseline", "--datasets", "digits,synthetic", "--seeds", "0,1",
             "--set", "train.max_steps_per_epoch=15"]
@@ -173,6 +174,7 @@ def test_pretrained_weights_offline_exit_2(tmp_path, capsys, monkeypatch):
     assert code == 2 and "--no-pretrained" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_ray_executor_gives_the_same_rows_as_local(tmp_path):
     args = [*FAST, "--methods", "baseline", "--datasets", "digits,synthetic", "--seeds", "0"]
     assert main(["--out", str(tmp_path / "local"), *args]) == 0

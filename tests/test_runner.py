@@ -1,10 +1,12 @@
 """The runner end to end on embedded data, its error handling and its resume."""
+import shutil
 import sys
 
 import pandas as pd
 import pytest
 
 from benchmarks.run import main
+from latex_checks import compile_tables, problems
 from methods.registry import _METHODS
 
 FAST = ["--backbones", "tiny", "--seeds", "0", "--no-progress", "--set", "train.epochs=1",
@@ -18,6 +20,7 @@ def run(tmp_path, *args, name="run"):
     return code, out
 
 
+@pytest.mark.slow
 def test_smoke_end_to_end_writes_rows_and_tables(tmp_path):
     code, out = run(tmp_path, "--methods", "baseline", "--datasets", "digits,synthetic", "--seeds", "0,1")
     assert code == 0
@@ -39,6 +42,9 @@ def test_smoke_end_to_end_writes_rows_and_tables(tmp_path):
     wide = pd.read_csv(out / "table2.csv", dtype=str)  # the paper's layout: one column per method
     assert list(wide.columns[:3]) == ["dataset", "backbone", "baseline"]
     assert wide.loc[wide.dataset == "digits", "baseline"].item().startswith(f"{digits_mean:.2f} ± ")
+    if shutil.which("pdflatex"):  # the run's own .tex files compile and fit the page (tests/test_latex.py: all engines)
+        code, log = compile_tables("pdflatex", [out / "table2.tex", out / "explanations.tex"], tmp_path / "tex")
+        assert code == 0 and not problems(log), problems(log)
 
 
 def test_rows_separate_a_methods_own_time_from_the_shared_work(tmp_path):
@@ -53,6 +59,7 @@ def test_rows_separate_a_methods_own_time_from_the_shared_work(tmp_path):
     assert rows[("baseline", "seconds/stage1")] == rows[("impactx", "seconds/stage1")]
 
 
+@pytest.mark.slow
 def test_a_method_that_runs_an_explainer_per_prediction_gets_a_capped_explanation_budget(tmp_path):
     """wae-shap predicts by explaining every class: no post-hoc map on top of it, MoRF on at most 16 images."""
     code, out = run(tmp_path, "--methods", "baseline,wae-shap", "--datasets", "digits", "--set",
@@ -101,6 +108,44 @@ def test_failing_cell_becomes_an_error_row_and_the_grid_goes_on(tmp_path, monkey
     assert failed.error.str.contains("FloatingPointError: loss is NaN").all()
     assert (rows[rows.method == "baseline"].error.fillna("") == "").all()
     assert "always-fails / tiny / digits / seed 0" in capsys.readouterr().err
+
+
+def test_every_cell_gets_a_real_morf_and_example_figure(tmp_path):
+    from test_figures import _check_png
+
+    code, out = run(tmp_path, "--methods", "baseline,impactx", "--datasets", "digits,synthetic")
+    assert code == 0
+    expected = {f"morf_{d}_tiny_seed0.png" for d in ("digits", "synthetic")}
+    expected |= {f"examples_{d}_tiny_seed0_{m}.png" for d in ("digits", "synthetic") for m in ("baseline", "impactx")}
+    assert {p.name for p in (out / "figures").glob("*.png")} == expected
+    for name in sorted(expected):  # a few KB at least, several colours, not blank
+        _check_png(out / "figures" / name)
+    assert not (pd.read_csv(out / "rows.csv").metric == "figure_error").any()
+
+
+def test_a_figure_that_cannot_be_drawn_is_a_warning_and_a_row(tmp_path, monkeypatch, caplog, capsys):
+    import benchmarks.figures
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no backend for this figure")
+
+    monkeypatch.setattr(benchmarks.figures, "plot_examples", broken)
+    with caplog.at_level("WARNING"):
+        code, out = run(tmp_path, "--methods", "baseline", "--datasets", "digits")
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("could not draw figure" in m and "no backend for this figure" in m for m in warned), warned
+    rows = pd.read_csv(out / "rows.csv")
+    rows["error"] = rows["error"].fillna("")
+    failed = rows[rows.metric == "figure_error"]
+    assert failed.method.tolist() == ["baseline"]
+    assert failed.error.item() == ("figure examples_digits_tiny_seed0_baseline.png: RuntimeError: no backend for "
+                                   "this figure")
+    assert (out / "figures" / "morf_digits_tiny_seed0.png").is_file()  # the other figures are still drawn
+    # the numbers are untouched: Table 2 shows the accuracy; the run says what is missing and exits 1
+    accuracy = rows[rows.metric == "accuracy"]
+    assert accuracy.error.item() == ""
+    assert f"{accuracy.value.item():.2f}" in (out / "table2.md").read_text()
+    assert code == 1 and "figure examples_digits_tiny_seed0_baseline.png" in capsys.readouterr().err
 
 
 def test_tables_command_regenerates_without_training(tmp_path):
