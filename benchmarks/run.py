@@ -57,7 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run groups in-process (default) or as Ray tasks")
     parser.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
     parser.add_argument("--no-explain-eval", action="store_true", help="skip MoRF / ground-truth evaluation")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars or progress lines on the console (the logs still get them)")
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("--verbose", "-v", action="store_true",
+                           help="DEBUG messages on the console and in run.log (cell logs always have them)")
+    verbosity.add_argument("--quiet", "-q", action="store_true",
+                           help="errors only, then the final summary (no bars, no progress lines)")
     parser.add_argument("--no-tune", action="store_true",
                         help="skip the profile's grid searches (stage-1 hyper-parameters, IMPACTX lambda)")
     parser.add_argument("--list", action="store_true", help="list registered methods, backbones, datasets, "
@@ -124,8 +130,13 @@ def list_everything() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from benchmarks import progress
+    from benchmarks.logs import setup_console
+
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    setup_console("quiet" if args.quiet else "verbose" if args.verbose else "normal")
+    # bars on a terminal; plain timestamped lines otherwise (decided in benchmarks.progress)
+    progress.configure(bars=False if (args.quiet or args.no_progress) else None)
     try:
         if args.list:
             for plugin in args.plugin:
@@ -133,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                 load_plugin(plugin)
             print(list_everything())
             return 0
-        return run(config_from_args(args))
+        return run(config_from_args(args), verbose=args.verbose)
     except user_errors() as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -151,15 +162,11 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return (ConfigError, UnknownNameError, DatasetUnavailable, PretrainedWeightsUnavailable, ImportError)
 
 
-def run(cfg: RunConfig) -> int:
-    from tqdm.auto import tqdm
-
-    from benchmarks.environment import environment, resolve_device
-    from benchmarks.executors import EXECUTORS
+def run(cfg: RunConfig, verbose: bool = False) -> int:
+    from benchmarks.environment import resolve_device
     from benchmarks.grid import plan
+    from benchmarks.logs import run_log
     from benchmarks.preflight import preflight
-    from benchmarks.tables import write_all_tables
-    from benchmarks.results import write_rows
     from benchmarks.run_folder import claim_run_folder, clear_outputs
 
     try:
@@ -170,24 +177,42 @@ def run(cfg: RunConfig) -> int:
     preflight(cfg, groups, device)
     out = Path(cfg.out)
     folder_lock = claim_run_folder(out)  # a second run into the same --out stops here (exit 2)
-    clear_outputs(out)
+    try:
+        clear_outputs(out)
+        with run_log(out, verbose):
+            return _run_groups(cfg, groups, device, out)
+    finally:
+        folder_lock.close()
+
+
+def _run_groups(cfg: RunConfig, groups: list, device: Any, out: Path) -> int:
+    from benchmarks.environment import environment
+    from benchmarks.executors import EXECUTORS
+    from benchmarks.logs import say
+    from benchmarks.progress import progress
+    from benchmarks.results import write_rows
+    from benchmarks.tables import write_all_tables
+
+    log = logging.getLogger("benchmarks.run")
     env = environment(device)
     manifest: dict[str, Any] = {"config": cfg.to_dict(), "environment": env, "started": time.strftime("%FT%T%z"),
                                 "groups": [dataclasses.asdict(g) for g in groups]}
     (out / "config.json").write_text(json.dumps(manifest, indent=2, default=str))
     all_rows: list[dict[str, Any]] = []
     n_cells = sum(len(g.methods) for g in groups)
-    bar = tqdm(total=n_cells, desc="grid", unit="cell", disable=not cfg.progress, dynamic_ncols=True)
+    log.info("run into %s: %d group(s), %d cell(s) on %s (git %s)", out, len(groups), n_cells,
+             env.get("device_name", device), env.get("git_sha"))
+    bar = progress(n_cells, "grid", cfg.progress, unit="cell", level=0, interval=0.0)
 
     def on_rows(group, rows) -> None:
         for row in rows:
             row.update(profile=cfg.profile, git_sha=env["git_sha"], device=env["device_name"])
         all_rows.extend(rows)
         write_rows(all_rows, out)
-        bar.update(len(group.methods))
         failed = {r["method"] for r in rows if r.get("error")}
-        bar.set_postfix_str(f"{group.dataset}/{group.backbone}/seed{group.seed}" +
+        bar.set_postfix_str(f"finished {group.dataset}/{group.backbone}/seed{group.seed}" +
                             (f" FAILED: {','.join(sorted(failed))}" if failed else ""))
+        bar.update(len(group.methods))
 
     EXECUTORS[cfg.executor](cfg, groups, device, on_rows)
     bar.close()
@@ -197,16 +222,16 @@ def run(cfg: RunConfig) -> int:
                        for r in all_rows if r.get("error")})
     manifest.update(finished=time.strftime("%FT%T%z"), failed_cells=[list(f) for f in failures])
     (out / "config.json").write_text(json.dumps(manifest, indent=2, default=str))
-    print(f"\n{len(all_rows)} rows -> {out / 'rows.csv'}")
+    say(f"\n{len(all_rows)} rows -> {out / 'rows.csv'}")
     for path in tables:
-        print(f"table -> {path}")
+        say(f"table -> {path}")
+    say(f"log -> {out / 'run.log'} (one per cell under {out / 'logs'})")
     if (out / "table2.md").exists():
-        print("\n" + (out / "table2.md").read_text())
-    folder_lock.close()
+        say("\n" + (out / "table2.md").read_text())
     if failures:
-        print(f"\n{len(failures)} cell(s) failed:", file=sys.stderr)
+        say(f"\n{len(failures)} cell(s) failed (the full tracebacks are in the cell logs):", err=True)
         for method, backbone, dataset, seed, error in failures:
-            print(f"  {method} / {backbone} / {dataset} / seed {seed}: {error}", file=sys.stderr)
+            say(f"  {method} / {backbone} / {dataset} / seed {seed}: {error}", err=True)
         return 1
     return 0
 
