@@ -191,6 +191,7 @@ def _run_groups(cfg: RunConfig, groups: list, device: Any, out: Path) -> int:
     from benchmarks.logs import say
     from benchmarks.progress import progress
     from benchmarks.results import write_rows
+    from benchmarks.summary import write_summaries
     from benchmarks.tables import write_all_tables
 
     log = logging.getLogger("benchmarks.run")
@@ -222,9 +223,12 @@ def _run_groups(cfg: RunConfig, groups: list, device: Any, out: Path) -> int:
                        for r in all_rows if r.get("error")})
     manifest.update(finished=time.strftime("%FT%T%z"), failed_cells=[list(f) for f in failures])
     (out / "config.json").write_text(json.dumps(manifest, indent=2, default=str))
+    summaries = write_summaries(out)  # results.json, report.html (after config.json: they quote it)
     say(f"\n{len(all_rows)} rows -> {out / 'rows.csv'}")
     for path in tables:
         say(f"table -> {path}")
+    for path in summaries:
+        say(f"summary -> {path}")
     say(f"log -> {out / 'run.log'} (one per cell under {out / 'logs'})")
     if (out / "table2.md").exists():
         say("\n" + (out / "table2.md").read_text())

@@ -363,7 +363,9 @@ def main(argv: list[str] | None = None) -> int:
     if not (Path(args.run) / "rows.csv").exists():
         print(f"error: {args.run}/rows.csv not found; run python -m benchmarks.run first", file=sys.stderr)
         return 2
-    for path in write_all_tables(args.run):
+    from benchmarks.summary import write_summaries
+
+    for path in [*write_all_tables(args.run), *write_summaries(args.run)]:
         print(path)
     return 0
 
