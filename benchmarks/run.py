@@ -112,9 +112,11 @@ EXAMPLES = {"methods": "baseline,impactx", "backbones": "lenet5", "datasets": "d
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """Preset of the profile < the ``--config`` file < flags (``--set`` last)."""
     from benchmarks.config_file import load_config_file, names
+    from benchmarks.plugins import load_installed_plugins
     from methods.registry import load_plugin
 
     run_keys, file_settings = load_config_file(args.config) if args.config else ({}, [])
+    load_installed_plugins()
     plugins = tuple(dict.fromkeys([*(names(run_keys.get("plugins")) or ()), *args.plugin]))
     for plugin in plugins:
         load_plugin(plugin)
@@ -212,8 +214,11 @@ def main(argv: list[str] | None = None) -> int:
     progress.configure(bars=False if (args.quiet or args.no_progress) else None)
     try:
         if args.list:
+            from benchmarks.plugins import load_installed_plugins
+            from methods.registry import load_plugin
+
+            load_installed_plugins()
             for plugin in args.plugin:
-                from methods.registry import load_plugin
                 load_plugin(plugin)
             print(list_everything())
             return 0
