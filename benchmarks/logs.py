@@ -52,7 +52,7 @@ class ConsoleHandler(logging.StreamHandler):
     def _keep(record: logging.LogRecord) -> bool:
         if getattr(record, "file_only", False):
             return False
-        return not (record.name == progress.log.name and progress.bars_enabled())
+        return record.name != progress.log.name or progress.console_lines()
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

@@ -17,12 +17,18 @@ from typing import IO, Any
 log = logging.getLogger("benchmarks.progress")
 LINE_INTERVAL = 30.0  # seconds between two progress lines of one bar
 
-_state: dict[str, Any] = {"bars": None, "stream": None, "activity": "", "top": None}
+_state: dict[str, Any] = {"bars": None, "stream": None, "lines": True, "activity": "", "top": None}
 
 
-def configure(bars: bool | None = None, stream: IO[str] | None = None) -> None:
-    """Draw tqdm bars on ``stream`` (default stderr) or not; ``bars=None``: bars exactly when it is a terminal."""
-    _state["bars"], _state["stream"] = bars, stream
+def configure(bars: bool | None = None, stream: IO[str] | None = None, console_lines: bool = True) -> None:
+    """Draw tqdm bars on ``stream`` (default stderr) or not; ``bars=None``: bars exactly when it is a terminal.
+    ``console_lines=False``: progress lines go to the log files only, never to the console."""
+    _state["bars"], _state["stream"], _state["lines"] = bars, stream, console_lines
+
+
+def console_lines() -> bool:
+    """Does the console show progress lines? (only when no bars show the progress and they are not switched off)"""
+    return bool(_state["lines"]) and not bars_enabled()
 
 
 def bars_enabled() -> bool:

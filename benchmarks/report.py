@@ -116,7 +116,8 @@ def build_report(out: str | Path, results: dict[str, Any] | None = None) -> str:
     env = results.get("environment") or {}
     parts = [f"<h1>impactx-bench run: {_e(out.name)}</h1>",
              f'<p class="meta">{_e(out.resolve())} · started {_e(results.get("started") or "?")} · finished '
-             f'{_e(results.get("finished"))} · git {_e(env.get("git_sha", "?"))} · {_e(env.get("device_name", ""))}'
+             f'{_e(results.get("finished") or "?")} · git {_e(env.get("git_sha", "?"))} · '
+             f'{_e(env.get("device_name", ""))}'
              "</p>", "<nav>" + "".join(f'<a href="#{k}">{_e(t)}</a>' for k, t in SECTIONS) + "</nav>"]
     parts += ['<h2 id="table2">Table 2: test accuracy</h2>', table2_html(results.get("table2") or [])]
 

@@ -211,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_console("quiet" if args.quiet else "verbose" if args.verbose else "normal")
     # bars on a terminal; plain timestamped lines otherwise (decided in benchmarks.progress)
-    progress.configure(bars=False if (args.quiet or args.no_progress) else None)
+    quiet_progress = args.quiet or args.no_progress
+    progress.configure(bars=False if quiet_progress else None, console_lines=not quiet_progress)
     try:
         if args.list:
             from benchmarks.plugins import load_installed_plugins
@@ -303,7 +304,8 @@ def _run_groups(cfg: RunConfig, groups: list, device: Any, out: Path) -> int:
                             (f" FAILED: {','.join(sorted(failed))}" if failed else ""))
         bar.update(len(group.methods))
 
-    EXECUTORS[cfg.executor](cfg, groups, device, on_rows)
+    # cells write their logs and figures under the run folder: an absolute path holds in any worker's cwd (Ray)
+    EXECUTORS[cfg.executor](dataclasses.replace(cfg, out=str(out.resolve())), groups, device, on_rows)
     bar.close()
     write_rows(all_rows, out)
     tables = write_all_tables(out)

@@ -138,3 +138,11 @@ def test_quiet_shows_errors_and_the_summary_only_and_verbose_shows_debug(tmp_pat
     assert code == 0
     assert "DEBUG benchmarks.artifacts" in captured.err
     assert "DEBUG" in (tmp_path / "v" / "run.log").read_text()
+
+
+def test_no_progress_keeps_the_console_free_of_progress_but_the_logs_get_it(tmp_path, capsys):
+    out = tmp_path / "np"
+    assert main(["--out", str(out), *FAST, "--methods", "baseline", "--datasets", "digits"]) == 0  # --no-progress
+    err = capsys.readouterr().err
+    assert "stage-1 tiny" not in err and "grid: " not in err
+    assert "stage-1 tiny: 3/3 step" in (out / "run.log").read_text()
