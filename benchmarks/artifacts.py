@@ -152,11 +152,13 @@ class ArtifactStore:
             try:
                 payload = self.load(kind, key, map_location)
                 self.loaded.append(f"{kind}/{key}")
+                log.debug("artifact %s/%s loaded from the cache", kind, key)
                 return payload, key
             except FileNotFoundError:
                 pass
             except CorruptArtifact as err:
                 log.warning("corrupt artifact %s, rebuilding (%s)", key, err)
+            log.debug("artifact %s/%s not cached: computing it", kind, key)
             payload = create()
             self.save(kind, key, spec, payload)
             self.created.append(f"{kind}/{key}")

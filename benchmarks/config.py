@@ -93,8 +93,9 @@ def _coerce(key: str, value: Any, annotation: Any, default: Any) -> Any:
     return value
 
 
-def apply_settings(cfg: RunConfig, settings: list[str]) -> RunConfig:
-    """Apply ``key=value`` strings to ``cfg``; unknown keys or ill-typed values raise :class:`ConfigError`."""
+def apply_settings(cfg: RunConfig, settings: list[str | tuple[str, Any]]) -> RunConfig:
+    """Apply ``key=value`` strings (or ``(key, value)`` pairs with typed values, as a ``--config`` file gives) to
+    ``cfg``; unknown keys or ill-typed values raise :class:`ConfigError`."""
     from methods.explainers.base import create_explainer  # noqa: F401  (registers explainers)
     from methods.registry import get_method_class, list_methods
 
@@ -108,10 +109,13 @@ def apply_settings(cfg: RunConfig, settings: list[str]) -> RunConfig:
     method_grid = {k: dict(v) for k, v in cfg.method_grid.items()}
     train_defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     for item in settings:
-        if "=" not in item:
+        if isinstance(item, tuple):
+            key, value = item
+        elif "=" not in item:
             raise ConfigError(f"--set expects key=value, got {item!r}")
-        key, raw = item.split("=", 1)
-        key, value = key.strip(), parse_value(raw)
+        else:
+            key, raw = item.split("=", 1)
+            key, value = key.strip(), parse_value(raw)
         head, _, rest = key.partition(".")
         if head == "train" and rest in train_defaults:
             train[rest] = _coerce(key, value, None, train_defaults[rest])

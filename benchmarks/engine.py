@@ -8,6 +8,7 @@ validation accuracy.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -17,6 +18,8 @@ import torch
 from torch import nn
 
 from datasets.base import DataBundle, Split
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,8 @@ class Engine:
         start = time.perf_counter()
         bar = _progress(cfg.epochs * steps, desc or self.desc, self.progress)
         step_loss = compiled_or_eager(loss_fn) if cfg.compile else loss_fn
+        log.debug("%s: %d epoch(s) x %d step(s) of %d images, %d validation images", desc or self.desc, cfg.epochs,
+                  steps, cfg.batch_size, len(val_idx))
         stats = tuple(torch.tensor(v, device=device).view(1, 3, 1, 1) for v in (data.mean, data.std))
         for epoch in range(cfg.epochs):
             module.train()
@@ -198,6 +203,8 @@ class Engine:
                 record.update(_in_eval_mode(module, on_epoch_end))
             history.append(record)
             bar.set_postfix({k: round(v, 4) for k, v in record.items() if k != "epoch"})
+            log.debug("%s: epoch %d/%d %s", desc or self.desc, epoch + 1, cfg.epochs,
+                      " ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "epoch"))
         bar.close()
         if best_state is not None:
             module.load_state_dict(best_state)
@@ -269,6 +276,6 @@ def accuracy(predict: Callable[[torch.Tensor], torch.Tensor], data: DataBundle, 
 
 
 def _progress(total: int, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
+    from benchmarks.progress import progress
 
-    return tqdm(total=total, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True, mininterval=0.5)
+    return progress(total, desc, enabled, unit="step")

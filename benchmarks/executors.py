@@ -43,8 +43,10 @@ def run_local(cfg: RunConfig, groups: list[Group], device, on_rows: Callable[[Gr
 def _remote_group(cfg: RunConfig, group: Group, device_name: str) -> Rows:
     import torch
 
+    from benchmarks.plugins import load_installed_plugins
     from methods.registry import load_plugin
 
+    load_installed_plugins()
     for plugin in cfg.plugins:
         load_plugin(plugin)
     device = torch.device(device_name)

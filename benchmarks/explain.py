@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit-train", type=int, default=None, help="use a seeded subset of N training images (smoke)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default: %(default)s)")
     p.add_argument("--out", default="runs/artifacts", help="artifacts root (default: %(default)s)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or progress lines")
     return p
 
 
@@ -83,7 +83,12 @@ class UsageError(Exception):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from benchmarks import progress
+    from benchmarks.logs import setup_console
+
     args = build_parser().parse_args(argv)
+    setup_console("normal")  # warnings, and timestamped progress lines when stderr is not a terminal
+    progress.configure(bars=False if args.quiet else None, console_lines=not args.quiet)
     try:
         return run(args)
     except UsageError as err:

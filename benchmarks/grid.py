@@ -88,23 +88,48 @@ def backbone_config(cfg: RunConfig, name: str) -> BackboneConfig:
     return BackboneConfig(name, cfg.input_size.get(name), cfg.pretrained, cfg.weights_path)
 
 
+def cell_config(cfg: RunConfig, group: Group, method: str) -> dict[str, Any]:
+    """What determines one cell, as written at the top of its log file."""
+    return {"method": method, "backbone": group.backbone, "dataset": group.dataset, "seed": group.seed,
+            "options": cfg.method_options.get(method, {}), "method_grid": cfg.method_grid.get(method, {}),
+            "train": dataclasses.asdict(cfg.train), "teacher": dataclasses.asdict(cfg.teacher),
+            "stage1_grid": cfg.stage1_grid, "backbone_config": dataclasses.asdict(backbone_config(cfg, group.backbone)),
+            "limit_train": cfg.limit_train, "limit_test": cfg.limit_test, "explain_eval": cfg.explain_eval,
+            "explanation_images": cfg.explanation_images, "morf": cfg.morf, "device": cfg.device}
+
+
 def run_group(cfg: RunConfig, group: Group, data: DataBundle, artifacts: ArtifactStore) -> list[dict[str, Any]]:
-    """Every method of one (dataset, backbone, seed); a failing method becomes an error row, the rest go on."""
+    """Every method of one (dataset, backbone, seed); a failing method becomes an error row, the rest go on.
+
+    Each cell logs to its own file (``logs/<dataset>_<backbone>_seed<k>_<method>.log``: config, progress lines,
+    the traceback when it fails); an error row names that file."""
+    from benchmarks.logs import cell_log
+    from benchmarks.progress import set_activity
+
     rows: list[dict[str, Any]] = []
     results: dict[str, dict[str, Any]] = {}
     for method in group.methods:
-        try:
-            result = results[method] = _best_candidate(cfg, group, method, data, artifacts)
-        except Exception as err:  # noqa: BLE001 - a failing cell must not stop the grid
-            log.debug("cell failed", exc_info=True)
-            result = {"rows": [{"metric": "accuracy", "value": float("nan"), "direction": "higher",
-                                "error": _short_error(err)}], "per_image": None}
+        where = f"{method} / {group.backbone} / {data.name} / seed {group.seed}"
+        set_activity(f"{data.name}/{group.backbone}/seed{group.seed} {method}")
+        start = time.perf_counter()
+        with cell_log(cfg.out, data.name, group.backbone, group.seed, method,
+                      cell_config(cfg, group, method)) as log_name:
+            try:
+                result = results[method] = _best_candidate(cfg, group, method, data, artifacts)
+                accuracy = next((r["value"] for r in result["rows"] if r["metric"] == "accuracy"), float("nan"))
+                log.info("cell %s: accuracy %.2f%% (%.1f s)", where, accuracy, time.perf_counter() - start)
+            except Exception as err:  # noqa: BLE001 - a failing cell must not stop the grid
+                log.debug("traceback of the failure of %s:", where, exc_info=True)
+                log.error("cell %s failed: %s (traceback in %s)", where, _short_error(err), log_name)
+                result = {"rows": [{"metric": "accuracy", "value": float("nan"), "direction": "higher",
+                                    "error": f"{_short_error(err)} (log: {log_name})"}], "per_image": None}
         per_image = result.get("per_image")
         for row in result["rows"]:
             rows.append({"method": method, "backbone": group.backbone, "dataset": data.name, "seed": group.seed,
                          "error": "", **row})
             if row["metric"] == "accuracy" and per_image is not None:
                 rows[-1]["per_image"] = "".join("1" if c else "0" for c in per_image)
+    set_activity("")
     for row in write_figures(cfg, group, data.name, results):  # a figure that failed is a row, not silence
         rows.append({"backbone": group.backbone, "dataset": data.name, "seed": group.seed, **row})
     return rows

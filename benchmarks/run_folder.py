@@ -17,7 +17,7 @@ from typing import IO
 from benchmarks.config import ConfigError
 
 LOCK_NAME = ".run.lock"
-OUTPUT_FILES = ("rows.csv", "per_image.csv")
+OUTPUT_FILES = ("rows.csv", "per_image.csv", "run.log", "results.json", "report.html", "resolved.toml")
 
 
 def claim_run_folder(out: Path) -> IO[str]:
@@ -55,3 +55,7 @@ def clear_outputs(out: Path) -> None:
     if figures.is_dir():
         for png in figures.glob("*.png"):
             png.unlink()
+    logs = out / "logs"  # the cell logs of an earlier run
+    if logs.is_dir():
+        for cell_log in logs.glob("*.log"):
+            cell_log.unlink()

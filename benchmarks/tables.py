@@ -538,7 +538,9 @@ def main(argv: list[str] | None = None) -> int:
     if not (Path(args.run) / "rows.csv").exists():
         print(f"error: {args.run}/rows.csv not found; run python -m benchmarks.run first", file=sys.stderr)
         return 2
-    for path in write_all_tables(args.run, correction=args.correction):
+    from benchmarks.summary import write_summaries
+
+    for path in [*write_all_tables(args.run, correction=args.correction), *write_summaries(args.run)]:
         print(path)
     return 0
 

@@ -159,11 +159,12 @@ def cached_maps(model: torch.nn.Module, data: "DataBundle", split: str, teacher:
         todo.append(i)
 
     if todo:
-        from tqdm.auto import tqdm
+        from benchmarks.progress import progress as progress_bar
 
-        bar = tqdm(total=n, initial=n - sum(min(n, (i + 1) * per) - i * per for i in todo), unit="img",
-                   desc=f"maps {teacher.explainer} {split}", disable=not progress, dynamic_ncols=True,
-                   mininterval=1.0)
+        bar = progress_bar(n, f"maps {teacher.explainer} {split}", progress, unit="img",
+                           initial=n - sum(min(n, (i + 1) * per) - i * per for i in todo))
+        log.debug("teacher maps %s: %d of %d shard(s) to compute (%s)", key, len(todo), n_shards,
+                  "in memory" if directory is None else directory)
         was_training = model.training
         model.eval()
         if progress and hasattr(explainer, "_progress"):

@@ -380,10 +380,10 @@ class Partition(Explainer):
         forward = self.scores(model)
         bar = None
         if self._progress:
-            from tqdm.auto import tqdm
+            from benchmarks.progress import progress
 
-            bar = tqdm(total=x.shape[0] * self.max_evals, desc="partition evals", leave=False, unit="eval",
-                       unit_scale=True, dynamic_ncols=True, mininterval=1.0)
+            bar = progress(x.shape[0] * self.max_evals, "partition evals", unit="eval", unit_scale=True, level=2,
+                           close_line=False)
         try:
             x = x.detach()
             background = blur_images(x, parse_blur(self.masker))
