@@ -310,7 +310,9 @@ def _run_groups(cfg: RunConfig, groups: list, device: Any, out: Path) -> int:
     write_rows(all_rows, out)
     tables = write_all_tables(out)
     failures = sorted({(r["method"], r["backbone"], r["dataset"], r["seed"], r["error"])
-                       for r in all_rows if r.get("error")})
+                       for r in all_rows if r.get("error") and r.get("metric") != "figure_error"})
+    figure_errors = sorted({(r["method"], r["dataset"], r["seed"], r["error"])
+                            for r in all_rows if r.get("error") and r.get("metric") == "figure_error"})
     manifest.update(finished=time.strftime("%FT%T%z"), failed_cells=[list(f) for f in failures])
     (out / "config.json").write_text(json.dumps(manifest, indent=2, default=str))
     summaries = write_summaries(out)  # results.json, report.html (after config.json: they quote it)
@@ -322,6 +324,10 @@ def _run_groups(cfg: RunConfig, groups: list, device: Any, out: Path) -> int:
     say(f"log -> {out / 'run.log'} (one per cell under {out / 'logs'})")
     if (out / "table2.md").exists():
         say("\n" + (out / "table2.md").read_text())
+    if figure_errors:  # the cells' results stand; only a picture is missing
+        say(f"\nwarning: {len(figure_errors)} figure(s) could not be drawn (figure_error rows):", err=True)
+        for method, dataset, seed, error in figure_errors:
+            say(f"  {method} / {dataset} / seed {seed}: {error}", err=True)
     if failures:
         say(f"\n{len(failures)} cell(s) failed (the full tracebacks are in the cell logs):", err=True)
         for method, backbone, dataset, seed, error in failures:

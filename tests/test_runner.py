@@ -141,11 +141,14 @@ def test_a_figure_that_cannot_be_drawn_is_a_warning_and_a_row(tmp_path, monkeypa
     assert failed.error.item() == ("figure examples_digits_tiny_seed0_baseline.png: RuntimeError: no backend for "
                                    "this figure")
     assert (out / "figures" / "morf_digits_tiny_seed0.png").is_file()  # the other figures are still drawn
-    # the numbers are untouched: Table 2 shows the accuracy; the run says what is missing and exits 1
+    # the numbers are untouched: Table 2 shows the accuracy; the run warns what is missing and, since every cell
+    # ran, exits 0 (exit 1 means a cell failed)
     accuracy = rows[rows.metric == "accuracy"]
     assert accuracy.error.item() == ""
     assert f"{accuracy.value.item():.2f}" in (out / "table2.md").read_text()
-    assert code == 1 and "figure examples_digits_tiny_seed0_baseline.png" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 0 and "warning: 1 figure(s) could not be drawn" in err
+    assert "figure examples_digits_tiny_seed0_baseline.png" in err
 
 
 def test_tables_command_regenerates_without_training(tmp_path):
