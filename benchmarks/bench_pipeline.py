@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+import torch.nn.functional as F
 
 from benchmarks.artifacts import ArtifactStore
 from benchmarks.bench_engine import bare_loop
@@ -76,7 +77,11 @@ def bare_method_loop(method, data, maps: torch.Tensor | None, batch_size: int, s
     for sub in (getattr(method, name, None) for name in ("m", "stage1")):
         if sub is not None:
             sub.eval()
-    loss_fn = method.loss if hasattr(method, "loss") else None
+    def cross_entropy(batch: Batch):  # methods trained with plain cross-entropy on predict (baseline-long)
+        logits = method.predict(batch.x)
+        return F.cross_entropy(logits, batch.y), logits
+
+    loss_fn = method.loss if hasattr(method, "loss") else cross_entropy
 
     def run() -> None:
         for step in range(steps):
