@@ -1,0 +1,1 @@
+"""The benchmark runner, its shared training engine, evaluation and tables."""

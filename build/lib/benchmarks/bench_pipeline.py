@@ -1,0 +1,178 @@
+"""Where the time of one group goes: every stage's throughput beside its floor, measured in the same run.
+
+  python -m benchmarks.bench_pipeline --dataset synthetic --backbone lenet5 --json pipeline.json
+  python -m benchmarks.bench_pipeline --dataset imagefolder:PATH/cifar10.tar.gz --limit-train 10000 --epochs 1
+
+Stages (images per second; training stages count training images, maps count explained images):
+
+- ``stage1``: the shared engine training the backbone (its train loop, validation excluded) vs a bare eager
+  forward + backward + Adam step of the same backbone on resident, pre-normalised tensors;
+- ``teacher_maps``: the run's teacher explainer over the training images vs its forward floor (the backbone's
+  plain forward throughput at the explainer's batch size, divided by the model evaluations each map needs);
+- ``<method>/stage2`` (or ``<method>/fit``): the engine training the method vs a bare loop calling the method's own
+  loss on pre-made batches (exactly the modules it trains, no gathering, augmentation or bookkeeping);
+- ``<method>/test``: predicting the test set vs a bare ``method.predict`` over pre-normalised batches.
+
+``stage2_over_stage1`` = stage-1 images/s ÷ the method's stage-2 images/s: how many stage-1 steps one stage-2 step
+costs, per image. One job at a time: on a shared CPU every number is meaningless.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from benchmarks.artifacts import ArtifactStore
+from benchmarks.bench_engine import bare_loop
+from benchmarks.context import BackboneConfig, FitContext, TeacherConfig
+from benchmarks.engine import Batch, Engine, TrainConfig, predict_logits
+from benchmarks.environment import device_name, resolve_device
+
+STAGE2_METHODS = ("impactx", "impactx-nolambda", "impactx-shuffled", "baseline-long", "wae", "abn")
+
+
+def timed(fn: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    out = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return out, time.perf_counter() - start
+
+
+@torch.no_grad()
+def forward_rate(module: torch.nn.Module, x: torch.Tensor, batch_size: int, device: torch.device,
+                 softmax: bool = False) -> float:
+    """Images/s of a plain eager forward over ``x`` in batches (warm-up outside the timer)."""
+    module.eval()
+    module(x[:batch_size])
+
+    def run() -> None:
+        for i in range(0, x.shape[0], batch_size):
+            out = module(x[i:i + batch_size])
+            if softmax:
+                torch.softmax(out, 1)
+
+    _, seconds = timed(run, device)
+    return x.shape[0] / seconds
+
+
+def bare_method_loop(method, data, maps: torch.Tensor | None, batch_size: int, steps: int, lr: float) -> float:
+    """Images/s of ``method.loss`` + backward + Adam on pre-made, pre-normalised batches."""
+    params = [p for p in method.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=lr)
+    x = data.normalize(data.train.images[:batch_size * 8])
+    y = data.train.labels[:batch_size * 8]
+    extras = {} if maps is None else {"maps": maps[:batch_size * 8]}
+    batches = [Batch(x[i:i + batch_size], y[i:i + batch_size], torch.arange(i, i + batch_size),
+                     {k: v[i:i + batch_size] for k, v in extras.items()}) for i in range(0, len(x), batch_size)]
+    method.train()
+    for sub in (getattr(method, name, None) for name in ("m", "stage1")):
+        if sub is not None:
+            sub.eval()
+    def cross_entropy(batch: Batch):  # methods trained with plain cross-entropy on predict (baseline-long)
+        logits = method.predict(batch.x)
+        return F.cross_entropy(logits, batch.y), logits
+
+    loss_fn = method.loss if hasattr(method, "loss") else cross_entropy
+
+    def run() -> None:
+        for step in range(steps):
+            loss, _ = loss_fn(batches[step % len(batches)])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+    run_steps = min(steps, 5)
+    for step in range(run_steps):  # warm-up
+        loss, _ = loss_fn(batches[step % len(batches)])
+        loss.backward()
+    optimizer.zero_grad(set_to_none=True)
+    _, seconds = timed(run, data.device)
+    method.eval()
+    return steps * batch_size / seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_pipeline", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="synthetic")
+    parser.add_argument("--backbone", default="lenet5")
+    parser.add_argument("--methods", default=",".join(STAGE2_METHODS))
+    parser.add_argument("--epochs", type=int, default=1, help="epochs of every training stage")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--limit-train", type=int, default=None, help="use this many training images")
+    parser.add_argument("--teacher", default="occlusion", help="teacher explainer (default occlusion, 65 evals)")
+    parser.add_argument("--max-evals", type=int, default=500, help="evaluations per map for partition")
+    parser.add_argument("--decoder", default=None, help="IMPACTX decoder preset (default: the method's)")
+    parser.add_argument("--bare-steps", type=int, default=100, help="steps of each bare loop")
+    parser.add_argument("--data-root", default="data")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--json", help="write the report here")
+    args = parser.parse_args(argv)
+    from datasets.registry import load_dataset
+    from methods.registry import create_method
+    from methods.explainers.cache import cached_maps
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    data = load_dataset(args.dataset, root=args.data_root, device=device)
+    if args.limit_train:
+        data = data.limit(args.limit_train, None, seed=0)
+    options = {"max_evals": args.max_evals} if args.teacher == "partition" else {}
+    teacher = TeacherConfig(args.teacher, options, batch_images=1000)
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=1e-3, val_fraction=0.1, augment=True)
+    ctx = FitContext(data, Engine(cfg, seed=0, progress=False), BackboneConfig(args.backbone), seed=0,
+                     teacher=teacher, artifacts=ArtifactStore(None))
+    stages: list[dict[str, Any]] = []
+
+    def add(name: str, rate: float, floor: float, **extra: Any) -> None:
+        stages.append({"name": name, "images_per_s": rate, "floor_images_per_s": floor,
+                       "ratio_to_floor": rate / floor, **extra})
+        print(f"  {name:28s} {rate:10.1f} images/s   floor {floor:10.1f}   ratio {rate / floor:5.2f}", flush=True)
+
+    print(f"{args.backbone} on {data.name} ({len(data.train)} train images), {device_name(device)}, "
+          f"{torch.get_num_threads()} threads, batch {args.batch_size}, {args.epochs} epoch(s) per stage:")
+    x_all = data.normalize(data.train.images)
+    stage1, key = ctx.stage1()
+    fresh = ctx.build_backbone()
+    add("stage1", ctx.facts["stage1_fit"]["images_per_s"],
+        bare_loop(fresh, x_all, data.train.labels, args.batch_size, args.bare_steps, 1e-3))
+    maps, seconds = timed(lambda: cached_maps(stage1, data, "train", teacher, key, ctx.artifacts, progress=False),
+                          device)
+    evals = args.max_evals if args.teacher == "partition" else (data.image_size // 4) ** 2 + 1
+    floor = forward_rate(stage1, x_all, 1000, device, softmax=True) / evals
+    add("teacher_maps", len(data.train) / seconds, floor, evaluations_per_image=evals)
+    for name in [m for m in args.methods.split(",") if m]:
+        opts = {"decoder": args.decoder} if args.decoder and name.startswith("impactx") else {}
+        method = create_method(name, args.backbone, data.num_classes, **opts).to(device)
+        facts = method.fit(ctx)
+        fit = facts.get("stage2_fit") or facts.get("fit")
+        stage = "stage2" if "stage2_fit" in facts else "fit"
+        uses_maps = name.startswith("impactx") or name.startswith("wae")
+        bare = bare_method_loop(method, data, maps if uses_maps else None, args.batch_size, args.bare_steps, 1e-3)
+        add(f"{name}/{stage}", fit["images_per_s"], bare,
+            stage2_over_stage1=stages[0]["images_per_s"] / fit["images_per_s"])
+        _, seconds = timed(lambda: predict_logits(method.predict, data, data.test, 1000), device)
+        x_test = data.normalize(data.test.images)
+        add(f"{name}/test", len(data.test) / seconds, forward_rate(method.classifier(), x_test, 1000, device))
+    report = {"dataset": data.name, "backbone": args.backbone, "device": device_name(device),
+              "threads": torch.get_num_threads(), "train_images": len(data.train), "epochs": args.epochs,
+              "batch_size": args.batch_size, "teacher": {"explainer": args.teacher, **options},
+              "stages": stages}
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

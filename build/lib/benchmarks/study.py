@@ -1,0 +1,293 @@
+"""The LeNet-5 / CIFAR-10 study: is it the explanations? A resumable list of runs, then the findings tables.
+
+  python -m benchmarks.study --data PATH/cifar10.tar.gz --cache-dir ~/.cache/impactx-study       # run what is left
+  python -m benchmarks.study --data ... --worker 1/2 &  python -m benchmarks.study --data ... --worker 2/2
+  python -m benchmarks.study --list                   # the plan and what is finished
+  python -m benchmarks.study --combine-only           # rebuild the findings tables from finished runs
+
+Each *run* is one group (dataset, backbone, seed) of ``python -m benchmarks.run`` with its own settings and
+output folder ``<out>/groups/<name>/`` (rows, tables, figures, resolved config, log). A run whose ``rows.csv``
+exists without error rows and whose recorded settings match is finished and skipped, so the same command resumes
+after an interruption, in this session or a later one (finished run folders are committed; the artifact cache under
+``--cache-dir`` makes a run killed midway resume at its last finished stage). Workers (``--worker k/n``) take the
+next pending run that no other worker holds and share the cache: artifacts are locked, so shared inputs (the
+stage-1 model, teacher-map shards) are computed once, by whichever worker gets there first.
+
+Two tables are combined from the finished runs:
+
+- ``<out>/row/``: the row (``row-seed*``): every method on the same stage-1 model, Table 2, paired tests, explanation
+  quality with the constant-map control, map fidelity and training budgets;
+- ``<out>/factors.md`` / ``factors.csv``: the factor study (teacher explainer x stage-2 augmentation): IMPACTX
+  against shuffled maps, λ = 0 and a baseline trained as long, per seed and paired.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+ROW_METHODS = ("baseline", "baseline-long", "impactx", "impactx-nolambda", "impactx-shuffled", "abn", "wae")
+FACTOR_METHODS = ("baseline", "baseline-long", "impactx", "impactx-nolambda", "impactx-shuffled")
+STAGE2_METHODS = ("baseline-long", "impactx", "impactx-nolambda", "impactx-shuffled", "wae")
+DECODER_METHODS = ("impactx", "impactx-nolambda", "impactx-shuffled")
+
+# Settings of every run: the small independent build's recipe where the paper is silent (Adam 1e-3, batch 128,
+# stage 1 20 epochs, stage 2 15 epochs), LeNet-5 on 45k train / 5k validation images, 200 test images for MoRF.
+COMMON = {"train.epochs": 20, "train.batch_size": 128, "train.lr": 1e-3, "train.val_fraction": 0.1,
+          "train.augment": True, "explanation_images": 200, "teacher.batch_images": 1000}
+STAGE2 = {"epochs": 15}
+DECODER = {"decoder": "small"}  # FC -> 16 x 8 x 8, two [conv16, conv16, up] blocks: sized for 8 x 8-cell maps
+TEACHERS = {
+    # SHAP Partition as in the paper, but 500 evaluations (2000 cost ~1 h per seed on 2 CPU cores)
+    "partition500": {"teacher.explainer": "partition", "teacher.options.max_evals": 500,
+                     "teacher.options.compile": True},
+    "partition2000": {"teacher.explainer": "partition", "teacher.options.max_evals": 2000,
+                      "teacher.options.compile": True},
+    # captum occlusion on an 8 x 8 grid of 4 x 4-pixel patches (the small build's teacher), 65 evaluations / image
+    "occlusion": {"teacher.explainer": "occlusion", "teacher.options.window": 4, "teacher.options.stride": 4},
+}
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    table: str  # "row" | "factors"
+    seed: int
+    teacher: str
+    augment: bool  # stage-2 augmentation (crop + flip of images and maps)
+    methods: tuple[str, ...]
+
+    def settings(self) -> dict:
+        out = {**COMMON, **TEACHERS[self.teacher], **({"extra": list(EXTRA)} if EXTRA else {})}
+        for m in self.methods:
+            if m in STAGE2_METHODS:
+                out.update({f"method.{m}.{k}": v for k, v in {**STAGE2, "augment": self.augment}.items()})
+            if m in DECODER_METHODS:
+                out.update({f"method.{m}.{k}": v for k, v in DECODER.items()})
+        return out
+
+    @property
+    def variant(self) -> str:
+        return f"{self.teacher}, stage-2 aug {'on' if self.augment else 'off'}"
+
+
+def plan() -> list[Run]:
+    """In order of importance: each seed of the row interleaved with the factor cells that explain it."""
+    runs: list[Run] = []
+    for seed in (0, 1, 2):
+        runs.append(Run(f"row-seed{seed}", "row", seed, "partition500", True, ROW_METHODS))
+        for teacher, augment in (("occlusion", False), ("partition500", False), ("occlusion", True)):
+            runs.append(Run(f"factor-{teacher}-aug{'on' if augment else 'off'}-seed{seed}", "factors", seed,
+                            teacher, augment, FACTOR_METHODS))
+    return runs
+
+
+EXTRA: list[str] = []  # --set from the command line
+
+
+def run_args(run: Run, data: str, out: Path, cache_dir: str) -> list[str]:
+    args = ["--methods", ",".join(run.methods), "--backbones", "lenet5", "--datasets", f"imagefolder:{data}",
+            "--seeds", str(run.seed), "--profile", "quick", "--no-tune", "--no-progress", "--device", "cpu",
+            "--out", str(out / "groups" / run.name), "--cache-dir", cache_dir]
+    for key, value in run.settings().items():  # Python literals, as --set parses them
+        if key == "extra":
+            continue
+        args += ["--set", f"{key}={value if isinstance(value, str) else repr(value)}"]
+    for extra in EXTRA:
+        args += ["--set", extra]
+    return args
+
+
+def is_finished(run: Run, out: Path) -> bool:
+    folder = out / "groups" / run.name
+    rows, stamp = folder / "rows.csv", folder / "study_run.json"
+    if not rows.exists() or not stamp.exists():
+        return False
+    if json.loads(stamp.read_text()).get("settings") != json.loads(json.dumps(run.settings())):
+        return False
+    frame = pd.read_csv(rows, keep_default_na=False)
+    done = set(frame.loc[frame["error"] == "", "method"])
+    return set(run.methods) <= done
+
+
+def execute(run: Run, data: str, out: Path, cache_dir: str, threads: int) -> int:
+    folder = out / "groups" / run.name
+    folder.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    cmd = [sys.executable, "-m", "benchmarks.run", *run_args(run, data, out, cache_dir)]
+    start = time.time()
+    with open(folder / "run.log", "a") as log:
+        log.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n")
+        log.flush()
+        code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    if code == 0:
+        (folder / "study_run.json").write_text(json.dumps(
+            {"run": run.name, "settings": run.settings(), "seconds": time.time() - start,
+             "command": " ".join(cmd)}, indent=1))
+    return code
+
+
+# --------------------------------------------------------------------------------------------- combining
+def finished_rows(runs: list[Run], out: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    rows, images = [], []
+    for run in runs:
+        folder = out / "groups" / run.name
+        if not is_finished(run, out):
+            continue
+        frame = pd.read_csv(folder / "rows.csv", keep_default_na=False)
+        frame["value"] = pd.to_numeric(frame["value"], errors="coerce")
+        rows.append(frame.assign(variant=run.variant, run=run.name))
+        if (folder / "per_image.csv").exists():
+            images.append(pd.read_csv(folder / "per_image.csv", keep_default_na=False, dtype={"correct": str}))
+    if not rows:
+        return pd.DataFrame(), None
+    return pd.concat(rows, ignore_index=True), (pd.concat(images, ignore_index=True) if images else None)
+
+
+def combine_row(runs: list[Run], out: Path) -> list[Path]:
+    from benchmarks.tables import write_all_tables
+
+    rows, images = finished_rows([r for r in runs if r.table == "row"], out)
+    if rows.empty:
+        return []
+    folder = out / "row"
+    folder.mkdir(parents=True, exist_ok=True)
+    rows.drop(columns=["variant", "run"]).to_csv(folder / "rows.csv", index=False)
+    if images is not None:
+        images.to_csv(folder / "per_image.csv", index=False)
+    return write_all_tables(folder)
+
+
+FACTOR_METRICS = ("accuracy", "val_accuracy", "map_fidelity", "map_grad_share", "aopc_vs_constant/own",
+                  "budget/epochs")
+
+
+def factor_table(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(summary per variant x method: mean ± std over seeds of the factor metrics; paired differences per variant:
+    IMPACTX − each control, per seed and mean)."""
+    ok = rows[(rows["error"] == "") & rows["metric"].isin(FACTOR_METRICS)]
+    summary = ok.groupby(["variant", "method", "metric"], sort=False)["value"].agg(["mean", "std", "count"])
+    summary = summary.reset_index()
+    summary["text"] = [f"{m:.2f}" if n <= 1 else f"{m:.2f} ± {s:.2f}" for m, s, n in
+                       zip(summary["mean"], summary["std"].fillna(0), summary["count"])]
+    summary.loc[summary["metric"].isin(["map_fidelity", "map_grad_share", "aopc_vs_constant/own"]), "text"] = [
+        f"{m:.3f}" if n <= 1 else f"{m:.3f} ± {s:.3f}" for m, s, n in zip(
+            *(summary.loc[summary["metric"].isin(["map_fidelity", "map_grad_share", "aopc_vs_constant/own"]), c]
+              for c in ("mean", "std", "count")))]
+    wide = summary.pivot_table(index=["variant", "method"], columns="metric", values="text", aggfunc="first",
+                               sort=False).reset_index()
+    wide.columns.name = None
+    wide = wide.reindex(columns=["variant", "method", *[m for m in FACTOR_METRICS if m in wide.columns]]).fillna("")
+    acc = ok[ok["metric"] == "accuracy"].pivot_table(index=["variant", "seed"], columns="method", values="value")
+    diffs = []
+    for variant, sub in acc.groupby(level=0, sort=False):
+        for control in ("impactx-shuffled", "impactx-nolambda", "baseline-long", "baseline"):
+            if "impactx" not in sub or control not in sub:
+                continue
+            d = (sub["impactx"] - sub[control]).dropna()
+            diffs.append({"variant": variant, "impactx minus": control, "seeds": len(d),
+                          "per seed": ", ".join(f"{v:+.2f}" for v in d),
+                          "mean": f"{d.mean():+.2f}", "std": f"{d.std():.2f}" if len(d) > 1 else ""})
+    return wide, pd.DataFrame(diffs)
+
+
+def combine_factors(runs: list[Run], out: Path) -> list[Path]:
+    from benchmarks.tables import to_markdown
+
+    rows, _ = finished_rows(runs, out)  # the row's seeds are the (partition500, aug on) cell of the factor study
+    if rows.empty:
+        return []
+    rows = rows[rows["method"].isin(FACTOR_METHODS)]
+    wide, diffs = factor_table(rows)
+    wide.to_csv(out / "factors.csv", index=False)
+    text = ("# Factor study: which setting lets the explanations help?\n\nLeNet-5, CIFAR-10 (45k train / 5k "
+            "validation / 2k test), stage 1 20 epochs, stage 2 15 epochs, batch 128, Adam 1e-3, λ = 1, small decoder. "
+            "Accuracy on the test slice (%), mean ± std over seeds; `val_accuracy` on validation; `map_fidelity` "
+            "on validation teacher maps; `aopc_vs_constant/own` = AOPC of the own map minus that of the mean "
+            "teacher map.\n\n" + to_markdown(wide) + "\n\n## IMPACTX minus each control (test accuracy, paired by "
+            "seed)\n\n" + (to_markdown(diffs) if not diffs.empty else "(no finished pairs yet)") + "\n")
+    (out / "factors.md").write_text(text)
+    return [out / "factors.csv", out / "factors.md"]
+
+
+# --------------------------------------------------------------------------------------------------- CLI
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.study", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", help="CIFAR-10 as an image folder or its .tar.gz (train/<class>, test/<class>)")
+    parser.add_argument("--out", default="results/findings", help="findings folder (default: results/findings)")
+    parser.add_argument("--cache-dir", default=os.path.expanduser("~/.cache/impactx-study"),
+                        help="artifact cache shared by the runs (default: ~/.cache/impactx-study)")
+    parser.add_argument("--only", default="*", help="glob over run names, e.g. 'row-*' or '*seed0'")
+    parser.add_argument("--worker", default="1/1",
+                        help="k/n: this is worker k of n sharing --cache-dir; each takes the next pending run that no "
+                             "other worker holds (sets the default --threads to cores / n)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per run (default: cores / n)")
+    parser.add_argument("--list", action="store_true", help="print the plan and what is finished, then exit")
+    parser.add_argument("--combine-only", action="store_true", help="only rebuild the findings tables")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra benchmarks.run setting for every run (e.g. limit_train=500 to try the driver); "
+                             "recorded with each run")
+    args = parser.parse_args(argv)
+    import fnmatch
+
+    out = Path(args.out)
+    EXTRA[:] = args.set
+    runs = [r for r in plan() if fnmatch.fnmatchcase(r.name, args.only)]
+    try:
+        k, n = (int(v) for v in args.worker.split("/"))
+        assert 1 <= k <= n
+    except (ValueError, AssertionError):
+        print(f"error: --worker must be k/n with 1 <= k <= n, got {args.worker!r}", file=sys.stderr)
+        return 2
+    if args.list:
+        for r in runs:
+            print(f"{'done' if is_finished(r, out) else 'todo'}  {r.name:40s} {r.variant:35s} {','.join(r.methods)}")
+        return 0
+    if not args.combine_only:
+        if not args.data or not Path(args.data).exists():
+            print("error: --data must name CIFAR-10 as an image folder or .tar.gz (train/<class>/*, "
+                  f"test/<class>/*); got {args.data!r}", file=sys.stderr)
+            return 2
+        from benchmarks.artifacts import ArtifactStore
+
+        threads = args.threads or max(1, (os.cpu_count() or 1) // n)
+        store = ArtifactStore(args.cache_dir)
+        tried: set[str] = set()
+        while True:  # the first pending run that no other worker holds, in the plan's order of importance
+            pending = [r for r in runs if not is_finished(r, out) and r.name not in tried]
+            print(f"[study] {time.strftime('%H:%M:%S')} {len(runs) - len(pending)} of {len(runs)} runs finished "
+                  f"or tried; left: {', '.join(r.name for r in pending) or 'nothing'}", flush=True)
+            ran = False
+            for r in pending:
+                with store.lock(f"study-{out.resolve().as_posix()}-{r.name}", blocking=False) as mine:
+                    if not mine or is_finished(r, out):
+                        continue
+                    t0 = time.time()
+                    print(f"[study] {time.strftime('%H:%M:%S')} worker {k}/{n} starts {r.name} ({r.variant})",
+                          flush=True)
+                    code = execute(r, args.data, out, args.cache_dir, threads)
+                    tried.add(r.name)
+                    print(f"[study] {time.strftime('%H:%M:%S')} {r.name} exit {code} after {time.time() - t0:.0f} s",
+                          flush=True)
+                    combine_row(plan(), out)
+                    combine_factors(plan(), out)
+                    ran = True
+                    break
+            if not ran:
+                break
+    written = combine_row(plan(), out) + combine_factors(plan(), out)
+    for path in written:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
