@@ -1,1 +1,0 @@
-"""The benchmark runner, its shared training engine, evaluation and tables."""
