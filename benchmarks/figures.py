@@ -108,6 +108,24 @@ def plot_examples(images_raw: torch.Tensor, maps_by_source: dict[str, torch.Tens
     return _save(fig, path)
 
 
+def plot_map_fidelity(histories: dict[str, list[dict[str, float]]], path: str | Path, *, title: str = "") -> Path:
+    """Per stage-2 epoch, for each method with a decoder: map fidelity on validation teacher maps (left; 0 = no
+    better than the per-class mean map) and the share of LEP's gradient from the map term (right)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for method, history in histories.items():
+        epochs = [h["epoch"] + 1 for h in history]
+        left.plot(epochs, [h.get("map_fidelity", float("nan")) for h in history], marker="o", ms=3, label=method)
+        right.plot(epochs, [h.get("map_grad_share", float("nan")) for h in history], marker="o", ms=3, label=method)
+    left.axhline(0.0, color="grey", lw=0.8, ls="--")
+    left.set(xlabel="stage-2 epoch", ylabel="map fidelity (validation) ↑", title="1 − MSE(D) / MSE(class-mean map)")
+    right.set(xlabel="stage-2 epoch", ylabel="share of LEP gradient", title="map term's share of ∇LEP")
+    left.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def _save(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -325,6 +325,12 @@ def write_figures(cfg: RunConfig, group: Group, dataset: str,
             curves.setdefault(f"{source} ({next(iter(figures))})", first.float())
     draw(folder / f"morf_{stem}.png", list(figures),
          lambda path: plots.plot_morf_curves(curves, path, title=f"MoRF, {dataset} / {group.backbone}"))
+    histories = {m: r["facts"]["stage2_fit"]["history"] for m, r in results.items()
+                 if "map_fidelity" in (((r.get("facts") or {}).get("stage2_fit") or {}).get("history") or [{}])[0]}
+    if histories:
+        draw(folder / f"map_fidelity_{stem}.png", list(histories),
+             lambda path: plots.plot_map_fidelity(histories, path, title=f"{dataset} / {group.backbone}, seed "
+                                                                         f"{group.seed}"))
     for method, f in figures.items():
         pick = f.get("example_index", torch.arange(len(f["images"])))  # cells stored before: the first rows
         draw(folder / f"examples_{stem}_{method}.png", [method],

@@ -117,9 +117,12 @@ def test_every_cell_gets_a_real_morf_and_example_figure(tmp_path):
     assert code == 0
     expected = {f"morf_{d}_tiny_seed0.png" for d in ("digits", "synthetic")}
     expected |= {f"examples_{d}_tiny_seed0_{m}.png" for d in ("digits", "synthetic") for m in ("baseline", "impactx")}
-    assert {p.name for p in (out / "figures").glob("*.png")} == expected
+    fidelity = {f"map_fidelity_{d}_tiny_seed0.png" for d in ("digits", "synthetic")}  # IMPACTX has a decoder
+    assert {p.name for p in (out / "figures").glob("*.png")} == expected | fidelity
     for name in sorted(expected):  # a few KB at least, several colours, not blank
         _check_png(out / "figures" / name)
+    for name in sorted(fidelity):  # one epoch: one point per curve, but axes, titles and a legend
+        assert (out / "figures" / name).stat().st_size > 10_000
     assert not (pd.read_csv(out / "rows.csv").metric == "figure_error").any()
 
 
