@@ -62,7 +62,7 @@ def _number(value: Any) -> float | None:
 def table2_html(records: list[dict[str, Any]]) -> str:
     """Rows dataset x backbone, one column per method: measured mean ± std with marks, the paper's value and the
     difference under it where the cell matches a paper cell."""
-    from benchmarks.tables import ALPHA, PAPER_METHODS
+    from benchmarks.tables import PAPER_METHODS, _marks, table2_legend
 
     if not records:
         return "<p>No cell produced an accuracy.</p>"
@@ -81,8 +81,8 @@ def table2_html(records: list[dict[str, Any]]) -> str:
                 tds.append("<td></td>")
                 continue
             text = f"{r['mean']:.2f}" if r["n"] <= 1 else f"{r['mean']:.2f} ± {r['std']:.2f}"
-            marks = ("*" if (_number(r.get("p_seeds")) or 1.0) < ALPHA else "") + \
-                    ("†" if (_number(r.get("p_images")) or 1.0) < ALPHA else "")
+            # the same marks as table2.md (direction, undefined t-test), from the same p-values
+            marks = _marks({k: (float("nan") if v is None else v) for k, v in r.items()})
             cell = f"{_e(text)}<span class=\"mark\">{_e(marks)}</span> <small>(n={int(r['n'])})</small>"
             paper = _number(r.get("paper"))
             if paper is not None:
@@ -95,8 +95,7 @@ def table2_html(records: list[dict[str, Any]]) -> str:
             f"<tbody>{''.join(body)}</tbody></table>"
             "<p class=\"meta\">Test accuracy (%), measured by this suite: mean ± std over n seeds. Under a cell: "
             "the IMPACTX paper's reported number (reference, not measured here) and Δ = measured − paper. "
-            f"<span class=\"mark\">*</span> p &lt; {ALPHA} vs the baseline, paired t-test over seeds; "
-            f"<span class=\"mark\">†</span> p &lt; {ALPHA} vs the baseline, exact McNemar over test images.</p>")
+            f"{_e(table2_legend(records[0].get('correction') or 'none'))}</p>")
 
 
 def figure_html(path: Path) -> str:

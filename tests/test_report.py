@@ -93,6 +93,7 @@ def test_report_is_self_contained_and_has_every_section(run_dir):
     assert f"{impactx['mean']:.2f} ± {impactx['std']:.2f}" in text
     assert impactx["p_images"] < 0.05 and impactx["p_seeds"] < 0.05
     assert re.search(r'<span class="mark">\*†</span>', text)  # both significance marks on impactx
+    assert "two-sided" in text  # the same legend as table2.md
     assert "paper 70.65" in text and f"Δ {impactx['mean'] - 70.65:+.2f}" in text  # beside the paper's number
     assert "paper 67.96" in text
     assert "aopc (↑)" in text and "GPU X" in text and "epochs = 30" in text and "12.5" in text
