@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 ROW_METHODS = ("baseline", "baseline-long", "impactx", "impactx-nolambda", "impactx-shuffled", "abn", "wae")
@@ -145,7 +146,8 @@ def finished_rows(runs: list[Run], out: Path) -> tuple[pd.DataFrame, pd.DataFram
         frame["value"] = pd.to_numeric(frame["value"], errors="coerce")
         rows.append(frame.assign(variant=run.variant, run=run.name))
         if (folder / "per_image.csv").exists():
-            images.append(pd.read_csv(folder / "per_image.csv", keep_default_na=False, dtype={"correct": str}))
+            images.append(pd.read_csv(folder / "per_image.csv", keep_default_na=False, dtype={"correct": str})
+                          .assign(run=run.name))
     if not rows:
         return pd.DataFrame(), None
     return pd.concat(rows, ignore_index=True), (pd.concat(images, ignore_index=True) if images else None)
@@ -161,7 +163,7 @@ def combine_row(runs: list[Run], out: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     rows.drop(columns=["variant", "run"]).to_csv(folder / "rows.csv", index=False)
     if images is not None:
-        images.to_csv(folder / "per_image.csv", index=False)
+        images.drop(columns=["run"]).to_csv(folder / "per_image.csv", index=False)
     return write_all_tables(folder)
 
 
@@ -169,9 +171,10 @@ FACTOR_METRICS = ("accuracy", "val_accuracy", "map_fidelity", "map_grad_share", 
                   "budget/epochs")
 
 
-def factor_table(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def factor_table(rows: pd.DataFrame, images: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(summary per variant x method: mean ± std over seeds of the factor metrics; paired differences per variant:
-    IMPACTX − each control, per seed and mean)."""
+    IMPACTX − each control, per seed and mean, and an exact McNemar test over the test images pooled over seeds
+    when ``images`` (per-image correctness with a ``run`` column) is given)."""
     ok = rows[(rows["error"] == "") & rows["metric"].isin(FACTOR_METRICS)]
     summary = ok.groupby(["variant", "method", "metric"], sort=False)["value"].agg(["mean", "std", "count"])
     summary = summary.reset_index()
@@ -192,20 +195,42 @@ def factor_table(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             if "impactx" not in sub or control not in sub:
                 continue
             d = (sub["impactx"] - sub[control]).dropna()
-            diffs.append({"variant": variant, "impactx minus": control, "seeds": len(d),
-                          "per seed": ", ".join(f"{v:+.2f}" for v in d),
-                          "mean": f"{d.mean():+.2f}", "std": f"{d.std():.2f}" if len(d) > 1 else ""})
+            record = {"variant": variant, "impactx minus": control, "seeds": len(d),
+                      "per seed": ", ".join(f"{v:+.2f}" for v in d),
+                      "mean": f"{d.mean():+.2f}", "std": f"{d.std():.2f}" if len(d) > 1 else ""}
+            if images is not None:
+                record.update(paired_images(rows, images, variant, control))
+            diffs.append(record)
     return wide, pd.DataFrame(diffs)
+
+
+def paired_images(rows: pd.DataFrame, images: pd.DataFrame, variant: str, control: str) -> dict[str, str]:
+    """Test images IMPACTX gets right and the control wrong (+) and the reverse (−), pooled over the variant's seeds,
+    and the exact two-sided McNemar p."""
+    from benchmarks.tables import mcnemar_p
+
+    runs = set(rows.loc[rows["variant"] == variant, "run"])
+    a, b = [], []
+    for run in sorted(runs):
+        cell = images[images["run"] == run]
+        ours, theirs = (cell.loc[cell["method"] == m, "correct"] for m in ("impactx", control))
+        if len(ours) and len(theirs):
+            a.append(np.frombuffer(ours.iloc[0].encode(), np.uint8) == ord("1"))
+            b.append(np.frombuffer(theirs.iloc[0].encode(), np.uint8) == ord("1"))
+    if not a:
+        return {}
+    a, b = np.concatenate(a), np.concatenate(b)
+    return {"images +/−": f"+{int((a & ~b).sum())} / −{int((~a & b).sum())}", "p (McNemar)": f"{mcnemar_p(a, b):.3f}"}
 
 
 def combine_factors(runs: list[Run], out: Path) -> list[Path]:
     from benchmarks.tables import to_markdown
 
-    rows, _ = finished_rows(runs, out)  # the row's seeds are the (partition500, aug on) cell of the factor study
+    rows, images = finished_rows(runs, out)  # the row's seeds are the (partition500, aug on) factor cell
     if rows.empty:
         return []
     rows = rows[rows["method"].isin(FACTOR_METHODS)]
-    wide, diffs = factor_table(rows)
+    wide, diffs = factor_table(rows, images)
     wide.to_csv(out / "factors.csv", index=False)
     text = ("# Factor study: which setting lets the explanations help?\n\nLeNet-5, CIFAR-10 (45k train / 5k "
             "validation / 2k test), stage 1 20 epochs, stage 2 15 epochs, batch 128, Adam 1e-3, λ = 1, small decoder. "
@@ -214,7 +239,47 @@ def combine_factors(runs: list[Run], out: Path) -> list[Path]:
             "teacher map.\n\n" + to_markdown(wide) + "\n\n## IMPACTX minus each control (test accuracy, paired by "
             "seed)\n\n" + (to_markdown(diffs) if not diffs.empty else "(no finished pairs yet)") + "\n")
     (out / "factors.md").write_text(text)
-    return [out / "factors.csv", out / "factors.md"]
+    plot_factors(rows, out / "factors.png")
+    return [out / "factors.csv", out / "factors.md", out / "factors.png"]
+
+
+def plot_factors(rows: pd.DataFrame, path: Path) -> None:
+    """Test accuracy of every method in every variant, one dot per seed (mean as a bar), and validation map fidelity:
+    the factor study at a glance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = rows[rows["error"] == ""]
+    variants = list(dict.fromkeys(ok["variant"]))
+    methods = [m for m in FACTOR_METHODS if m in set(ok["method"])]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+    width = 0.8 / max(1, len(variants))
+    for panel, metric, label in ((axes[0], "accuracy", "test accuracy (%)"),
+                                 (axes[1], "map_fidelity", "map fidelity, validation (↑; 0 = class-mean map)")):
+        shown = [m for m in methods if ((ok["method"] == m) & (ok["metric"] == metric)).any()]
+        for i, variant in enumerate(variants):
+            for j, method in enumerate(shown):
+                values = ok[(ok["variant"] == variant) & (ok["method"] == method) & (ok["metric"] == metric)]["value"]
+                if values.empty:
+                    continue
+                x = j + (i - (len(variants) - 1) / 2) * width
+                panel.bar(x, values.mean(), width * 0.9, color=f"C{i}", alpha=0.35,
+                          label=variant if j == 0 else None)
+                panel.plot([x] * len(values), values, "o", color=f"C{i}", ms=4)
+        panel.set_xticks(range(len(shown)), shown, rotation=20, ha="right")
+        panel.set_ylabel(label)
+        if metric == "accuracy" and not ok[ok["metric"] == "accuracy"].empty:
+            acc = ok[ok["metric"] == "accuracy"]["value"]
+            panel.set_ylim(acc.min() - 2, acc.max() + 1)
+        else:
+            panel.axhline(0, color="grey", lw=0.8, ls="--")
+    axes[0].legend(fontsize=8, loc="upper left")
+    fig.suptitle("LeNet-5 / CIFAR-10: IMPACTX against its controls (bars: mean, dots: seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 # --------------------------------------------------------------------------------------------------- CLI
