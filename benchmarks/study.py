@@ -129,10 +129,33 @@ def execute(run: Run, data: str, out: Path, cache_dir: str, threads: int) -> int
         log.flush()
         code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     if code == 0:
+        portable_paths(folder, {str(Path(data).resolve()): "<data>", data: "<data>",
+                                str(Path(cache_dir).resolve()): "<cache>", cache_dir: "<cache>",
+                                str(Path.cwd().resolve()) + "/": ""})
+        cmd = [a.replace(data, "<data>").replace(cache_dir, "<cache>") for a in cmd]
         (folder / "study_run.json").write_text(json.dumps(
             {"run": run.name, "settings": run.settings(), "seconds": time.time() - start,
              "command": " ".join(cmd)}, indent=1))
     return code
+
+
+def portable_paths(folder: Path, replacements: dict[str, str]) -> None:
+    """Rewrite this machine's absolute paths in a finished run's text records (configs, logs, tables, summaries) as
+    placeholders (``<data>``, ``<cache>``, paths relative to the repository), so committed findings name no place
+    outside the repository. Longest paths first; binary files (figures) are left alone."""
+    ordered = sorted(((k, v) for k, v in replacements.items() if k), key=lambda kv: -len(kv[0]))
+    for path in folder.rglob("*"):
+        if not path.is_file() or path.suffix.lower() in (".png", ".pdf"):
+            continue
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            continue
+        new = text
+        for old, placeholder in ordered:
+            new = new.replace(old, placeholder)
+        if new != text:
+            path.write_text(new)
 
 
 # --------------------------------------------------------------------------------------------- combining

@@ -60,3 +60,14 @@ def test_factor_table_pairs_impactx_with_each_control_and_its_mcnemar_matches_sc
     line = next(x for x in text.splitlines() if "| impactx-shuffled" in x and "+1.00, -0.50" in x)
     assert f"+{plus} / −{minus}" in line and f"{p:.3f}" in line and "+0.25" in line
     assert (tmp_path / "factors.png").stat().st_size > 10_000
+
+
+def test_finished_runs_name_no_place_outside_the_repository(tmp_path):
+    folder = tmp_path / "groups" / "row-seed0"
+    (folder / "logs").mkdir(parents=True)
+    (folder / "config.json").write_text('{"data": "/srv/data/cifar10.tar.gz", "cache": "/home/u/.cache/study/x"}')
+    (folder / "logs" / "cell.log").write_text("reading /srv/data/cifar10.tar.gz from /repo/results/findings\n")
+    study.portable_paths(folder, {"/srv/data/cifar10.tar.gz": "<data>", "/home/u/.cache/study": "<cache>",
+                                  "/repo/": ""})
+    assert (folder / "config.json").read_text() == '{"data": "<data>", "cache": "<cache>/x"}'
+    assert (folder / "logs" / "cell.log").read_text() == "reading <data> from results/findings\n"
