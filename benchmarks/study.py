@@ -131,8 +131,8 @@ def execute(run: Run, data: str, out: Path, cache_dir: str, threads: int) -> int
     if code == 0:
         portable_paths(folder, {str(Path(data).resolve()): "<data>", data: "<data>",
                                 str(Path(cache_dir).resolve()): "<cache>", cache_dir: "<cache>",
-                                str(Path.cwd().resolve()) + "/": ""})
-        cmd = [a.replace(data, "<data>").replace(cache_dir, "<cache>") for a in cmd]
+                                str(Path.cwd().resolve()) + "/": "", sys.executable: "python"})
+        cmd = ["python", *(a.replace(data, "<data>").replace(cache_dir, "<cache>") for a in cmd[1:])]
         (folder / "study_run.json").write_text(json.dumps(
             {"run": run.name, "settings": run.settings(), "seconds": time.time() - start,
              "command": " ".join(cmd)}, indent=1))
