@@ -26,9 +26,9 @@ from datasets.base import DataBundle
 
 log = logging.getLogger(__name__)
 
-RESULT_VERSION = 3  # bump when the meaning or content of stored cell results changes (2: explanation_images row,
+RESULT_VERSION = 4  # bump when the meaning or content of stored cell results changes (2: explanation_images row,
 #                    method-capped explanation budgets, uncompiled post-hoc maps; 3: budget and map-fidelity rows,
-#                    the constant-map control)
+#                    the constant-map control; 4: teacher-map cost per image)
 
 
 @dataclass(frozen=True)
@@ -189,8 +189,10 @@ def run_cell(cfg: RunConfig, group: Group, method_name: str, data: DataBundle, a
             {"metric": "seconds/test", "value": test_s, "direction": "info"}]
     rows += fit_rows({**facts, "stage1_fit": ctx.facts.get("stage1_fit")})
     if "teacher_maps" in ctx.facts:  # what the shared teacher maps cost, whichever cell computed them
-        rows.append({"metric": "seconds/teacher_maps", "value": ctx.facts["teacher_maps"]["compute_seconds"],
-                     "direction": "info"})
+        seconds = ctx.facts["teacher_maps"]["compute_seconds"]
+        rows += [{"metric": "seconds/teacher_maps", "value": seconds, "direction": "info"},
+                 {"metric": "ms_per_image/teacher_maps", "value": 1000.0 * seconds / max(1, len(data.train)),
+                  "direction": "info"}]
     for name, value in ctx.facts.get("stage1_chosen", {}).items():
         rows.append({"metric": f"chosen/stage1.{name}", "value": value, "direction": "info"})
     figure = None

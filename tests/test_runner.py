@@ -54,6 +54,9 @@ def test_rows_separate_a_methods_own_time_from_the_shared_work(tmp_path):
     for metric in ("seconds/stage1", "seconds/stage2", "seconds/teacher_maps", "fit_seconds", "seconds/test"):
         assert rows[("impactx", metric)] > 0, metric
     assert ("baseline", "seconds/teacher_maps") not in rows.index  # the baseline uses no teacher maps
+    # maps are computed once for every image of the (limited) training split: 300, validation portion included
+    assert rows[("impactx", "ms_per_image/teacher_maps")] == pytest.approx(
+        1000 * rows[("impactx", "seconds/teacher_maps")] / 300)
     assert ("impactx", "seconds/explanations") not in rows.index  # --no-explain-eval: nothing was explained
     # the stage-1 model is shared: the same training time is reported by both methods that use it
     assert rows[("baseline", "seconds/stage1")] == rows[("impactx", "seconds/stage1")]
