@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.engine import Engine, TrainConfig  # noqa: E402
+from methods.engine import Engine, TrainConfig  # noqa: E402
 from benchmarks.environment import device_name, resolve_device  # noqa: E402
 from datasets import load_dataset  # noqa: E402
 from methods.backbones import create_backbone  # noqa: E402

@@ -37,18 +37,14 @@ from benchmarks.environment import device_name, resolve_device  # noqa: E402
 from benchmarks.evaluate import MorfConfig, morf_curves, region_grid  # noqa: E402
 from datasets import load_dataset  # noqa: E402
 from methods.backbones import create_backbone  # noqa: E402
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+from core.torch_utils import synchronize  # noqa: E402
 
 
 def _timed(fn, device: torch.device) -> float:
-    _sync(device)
+    synchronize(device)
     start = time.perf_counter()
     fn()
-    _sync(device)
+    synchronize(device)
     return time.perf_counter() - start
 
 

@@ -28,11 +28,15 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from benchmarks.artifacts import ArtifactStore
+from core.artifacts import ArtifactStore
 from benchmarks.bench_engine import bare_loop
-from benchmarks.context import BackboneConfig, FitContext, TeacherConfig
-from benchmarks.engine import Batch, Engine, TrainConfig, predict_logits
+from benchmarks.config import RunConfig, apply_settings, parse_setting
+from methods.context import BackboneConfig, FitContext
+from methods.engine import Batch, Engine, predict_logits
 from benchmarks.environment import device_name, resolve_device
+from datasets.registry import load_dataset
+from methods.explainers import create_explainer
+from methods.registry import create_method
 
 STAGE2_METHODS = ("impactx", "impactx-nolambda", "impactx-shuffled", "baseline-long", "wae", "abn")
 
@@ -117,10 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", help="write the report here")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="any run setting, in the run's vocabulary and parsed by the same code as "
+                             "python -m benchmarks.run --set (train.*, teacher.*, method.<m>.<option>); applied "
+                             "after the flags above")
     args = parser.parse_args(argv)
-    from datasets.registry import load_dataset
-    from methods.registry import create_method
-    from methods.explainers.cache import cached_maps
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -128,10 +133,15 @@ def main(argv: list[str] | None = None) -> int:
     data = load_dataset(args.dataset, root=args.data_root, device=device)
     if args.limit_train:
         data = data.limit(args.limit_train, None, seed=0)
-    options = {"max_evals": args.max_evals} if args.teacher == "partition" else {}
-    teacher = TeacherConfig(args.teacher, options, batch_images=1000)
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=1e-3, val_fraction=0.1, augment=True)
-    ctx = FitContext(data, Engine(cfg, seed=0, progress=False), BackboneConfig(args.backbone), seed=0,
+    flags = [("train.epochs", args.epochs), ("train.batch_size", args.batch_size), ("train.lr", 1e-3),
+             ("train.val_fraction", 0.1), ("train.augment", True), ("teacher.explainer", args.teacher),
+             ("teacher.batch_images", 1000)]
+    flags += [("teacher.options.max_evals", args.max_evals)] if args.teacher == "partition" else []
+    methods = [m for m in args.methods.split(",") if m]
+    flags += [(f"method.{m}.decoder", args.decoder) for m in methods if args.decoder and m.startswith("impactx")]
+    cfg = apply_settings(RunConfig(), flags + args.set)  # the run's settings code and dataclasses
+    teacher, options = cfg.teacher, cfg.teacher.options
+    ctx = FitContext(data, Engine(cfg.train, seed=0, progress=False), BackboneConfig(args.backbone), seed=0,
                      teacher=teacher, artifacts=ArtifactStore(None))
     stages: list[dict[str, Any]] = []
 
@@ -141,33 +151,34 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name:28s} {rate:10.1f} images/s   floor {floor:10.1f}   ratio {rate / floor:5.2f}", flush=True)
 
     print(f"{args.backbone} on {data.name} ({len(data.train)} train images), {device_name(device)}, "
-          f"{torch.get_num_threads()} threads, batch {args.batch_size}, {args.epochs} epoch(s) per stage:")
+          f"{torch.get_num_threads()} threads, batch {cfg.train.batch_size}, {cfg.train.epochs} epoch(s) per stage:")
     x_all = data.normalize(data.train.images)
     stage1, key = ctx.stage1()
     fresh = ctx.build_backbone()
     add("stage1", ctx.facts["stage1_fit"]["images_per_s"],
-        bare_loop(fresh, x_all, data.train.labels, args.batch_size, args.bare_steps, 1e-3))
-    maps, seconds = timed(lambda: cached_maps(stage1, data, "train", teacher, key, ctx.artifacts, progress=False),
-                          device)
-    evals = args.max_evals if args.teacher == "partition" else (data.image_size // 4) ** 2 + 1
+        bare_loop(fresh, x_all, data.train.labels, cfg.train.batch_size, args.bare_steps, cfg.train.lr))
+    maps, seconds = timed(lambda: ctx.maps_of(stage1, key)[0], device)
+    explainer = create_explainer(teacher.explainer, **options)  # its own defaults fill what is unset
+    evals = getattr(explainer, "max_evals", None) or (data.image_size // 4) ** 2 + 1  # occlusion: 8x8 grid + 1
     floor = forward_rate(stage1, x_all, 1000, device, softmax=True) / evals
     add("teacher_maps", len(data.train) / seconds, floor, evaluations_per_image=evals)
-    for name in [m for m in args.methods.split(",") if m]:
-        opts = {"decoder": args.decoder} if args.decoder and name.startswith("impactx") else {}
-        method = create_method(name, args.backbone, data.num_classes, **opts).to(device)
+    for name in methods:
+        method = create_method(name, args.backbone, data.num_classes, **cfg.method_options.get(name, {})).to(device)
         facts = method.fit(ctx)
         fit = facts.get("stage2_fit") or facts.get("fit")
         stage = "stage2" if "stage2_fit" in facts else "fit"
         uses_maps = name.startswith("impactx") or name.startswith("wae")
-        bare = bare_method_loop(method, data, maps if uses_maps else None, args.batch_size, args.bare_steps, 1e-3)
+        bare = bare_method_loop(method, data, maps if uses_maps else None, cfg.train.batch_size, args.bare_steps,
+                                cfg.train.lr)
         add(f"{name}/{stage}", fit["images_per_s"], bare,
             stage2_over_stage1=stages[0]["images_per_s"] / fit["images_per_s"])
         _, seconds = timed(lambda: predict_logits(method.predict, data, data.test, 1000), device)
         x_test = data.normalize(data.test.images)
         add(f"{name}/test", len(data.test) / seconds, forward_rate(method.classifier(), x_test, 1000, device))
     report = {"dataset": data.name, "backbone": args.backbone, "device": device_name(device),
-              "threads": torch.get_num_threads(), "train_images": len(data.train), "epochs": args.epochs,
-              "batch_size": args.batch_size, "teacher": {"explainer": args.teacher, **options},
+              "threads": torch.get_num_threads(), "train_images": len(data.train), "epochs": cfg.train.epochs,
+              "batch_size": cfg.train.batch_size, "teacher": {"explainer": teacher.explainer, **options},
+              "settings": [f"{k}={v}" for k, v in map(parse_setting, args.set)],
               "stages": stages}
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))

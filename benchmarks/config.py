@@ -15,8 +15,10 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
-from benchmarks.context import TeacherConfig
-from benchmarks.engine import TrainConfig
+from methods.context import TeacherConfig
+from methods.engine import TrainConfig
+from methods.explainers.base import EXPLAINERS, list_explainers
+from methods.registry import get_method_class, list_methods
 
 
 class ConfigError(ValueError):
@@ -93,74 +95,128 @@ def _coerce(key: str, value: Any, annotation: Any, default: Any) -> Any:
     return value
 
 
+def parse_setting(item: str | tuple[str, Any]) -> tuple[str, Any]:
+    """``"key=value"`` -> ``(key, typed value)`` (see :func:`parse_value`); a ``(key, value)`` pair passes through.
+    The one parser of settings: ``--set`` of every entry point and the keys of a ``--config`` file."""
+    if isinstance(item, tuple):
+        return item
+    if "=" not in item:
+        raise ConfigError(f"--set expects key=value, got {item!r}")
+    key, raw = item.split("=", 1)
+    return key.strip(), parse_value(raw)
+
+
+@dataclass
+class _Draft:
+    """The parts of a :class:`RunConfig` that settings change, mutable while they apply."""
+
+    cfg: RunConfig
+    train: dict[str, Any]
+    teacher: dict[str, Any]
+    top: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.input_size = dict(self.cfg.input_size)
+        self.method_options = {k: dict(v) for k, v in self.cfg.method_options.items()}
+        self.morf = dict(self.cfg.morf)
+        self.stage1_grid = dict(self.cfg.stage1_grid)
+        self.method_grid = {k: dict(v) for k, v in self.cfg.method_grid.items()}
+
+
+TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+
+
+def _set_train(draft: _Draft, key: str, rest: str, value: Any) -> bool:
+    if rest not in TRAIN_DEFAULTS:
+        return False
+    draft.train[rest] = _coerce(key, value, None, TRAIN_DEFAULTS[rest])
+    return True
+
+
+def _set_teacher(draft: _Draft, key: str, rest: str, value: Any) -> bool:
+    if rest in ("explainer", "batch_images"):
+        draft.teacher[rest] = _coerce(key, value, None, getattr(TeacherConfig(), rest))
+        if rest == "explainer" and value != draft.cfg.teacher.explainer:
+            draft.teacher["options"] = {}  # the profile's options belong to the profile's explainer
+        return True
+    if rest.startswith("options.") and len(rest) > len("options."):
+        draft.teacher["options"] = {**draft.teacher["options"], rest[len("options."):]: value}
+        return True
+    return False
+
+
+def _set_method(draft: _Draft, key: str, rest: str, value: Any) -> bool:
+    if rest.count(".") != 1:
+        return False
+    name, option = rest.split(".")
+    _check_method_option(key, name, option)
+    draft.method_options.setdefault(name, {})[option] = value
+    return True
+
+
+def _set_input_size(draft: _Draft, key: str, rest: str, value: Any) -> bool:
+    if not rest:
+        return False
+    draft.input_size[rest] = _coerce(key, value, None, 0)
+    return True
+
+
+def _set_morf(draft: _Draft, key: str, rest: str, value: Any) -> bool:
+    if not rest:
+        return False
+    draft.morf[rest] = value
+    return True
+
+
+def _set_tune(draft: _Draft, key: str, rest: str, value: Any) -> bool:
+    if rest.startswith("stage1.") and rest[len("stage1."):] in TRAIN_DEFAULTS:
+        draft.stage1_grid[rest[len("stage1."):]] = _grid(key, value)
+        return True
+    if rest.startswith("method.") and rest.count(".") == 2:
+        _, name, option = rest.split(".")
+        _check_method_option(key, name, option)
+        draft.method_grid.setdefault(name, {})[option] = _grid(key, value)
+        return True
+    return False
+
+
+#: one handler per key prefix; each returns False for a key it does not know
+HANDLERS = {"train": _set_train, "teacher": _set_teacher, "method": _set_method, "input_size": _set_input_size,
+            "morf": _set_morf, "tune": _set_tune}
+VALID_KEYS = ([f"train.{k}" for k in TRAIN_DEFAULTS] + ["teacher.explainer", "teacher.batch_images",
+              "teacher.options.<option>", "method.<method>.<option>", "input_size.<backbone>", "morf.<option>",
+              "tune.stage1.<train field>=[values]", "tune.method.<method>.<option>=[values]"]
+              + list(TOP_LEVEL_SETTABLE))
+
+
+def _check_method_option(key: str, name: str, option: str) -> None:
+    if name not in list_methods():
+        raise ConfigError(f"--set {key}: unknown method {name!r}; valid: {', '.join(list_methods())}")
+    valid = get_method_class(name).option_names()
+    if option not in valid:
+        raise ConfigError(f"--set {key}: method {name!r} has no option {option!r}; "
+                          f"valid: {', '.join(sorted(valid)) or '(none)'}")
+
+
 def apply_settings(cfg: RunConfig, settings: list[str | tuple[str, Any]]) -> RunConfig:
     """Apply ``key=value`` strings (or ``(key, value)`` pairs with typed values, as a ``--config`` file gives) to
     ``cfg``; unknown keys or ill-typed values raise :class:`ConfigError`."""
-    from methods.explainers.base import create_explainer  # noqa: F401  (registers explainers)
-    from methods.registry import get_method_class, list_methods
-
-    train = dataclasses.asdict(cfg.train)
-    teacher = dataclasses.asdict(cfg.teacher)
-    top: dict[str, Any] = {}
-    input_size = dict(cfg.input_size)
-    method_options = {k: dict(v) for k, v in cfg.method_options.items()}
-    morf = dict(cfg.morf)
-    stage1_grid = dict(cfg.stage1_grid)
-    method_grid = {k: dict(v) for k, v in cfg.method_grid.items()}
-    train_defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    draft = _Draft(cfg, dataclasses.asdict(cfg.train), dataclasses.asdict(cfg.teacher))
     for item in settings:
-        if isinstance(item, tuple):
-            key, value = item
-        elif "=" not in item:
-            raise ConfigError(f"--set expects key=value, got {item!r}")
-        else:
-            key, raw = item.split("=", 1)
-            key, value = key.strip(), parse_value(raw)
+        key, value = parse_setting(item)
         head, _, rest = key.partition(".")
-        if head == "train" and rest in train_defaults:
-            train[rest] = _coerce(key, value, None, train_defaults[rest])
-        elif key in ("teacher.explainer", "teacher.batch_images"):
-            teacher[rest] = _coerce(key, value, None, getattr(TeacherConfig(), rest))
-            if rest == "explainer" and value != cfg.teacher.explainer:
-                teacher["options"] = {}  # the profile's options belong to the profile's explainer
-        elif head == "teacher" and rest.startswith("options."):
-            teacher["options"] = {**teacher["options"], rest[len("options."):]: value}
-        elif head == "method" and rest.count(".") == 1:
-            name, option = rest.split(".")
-            if name not in list_methods():
-                raise ConfigError(f"--set {key}: unknown method {name!r}; valid: {', '.join(list_methods())}")
-            valid = get_method_class(name).option_names()
-            if option not in valid:
-                raise ConfigError(f"--set {key}: method {name!r} has no option {option!r}; "
-                                  f"valid: {', '.join(sorted(valid)) or '(none)'}")
-            method_options.setdefault(name, {})[option] = value
-        elif head == "input_size" and rest:
-            input_size[rest] = _coerce(key, value, None, 0)
-        elif head == "morf" and rest:
-            morf[rest] = value
-        elif head == "tune" and rest.startswith("stage1.") and rest[7:] in train_defaults:
-            stage1_grid[rest[7:]] = _grid(key, value)
-        elif head == "tune" and rest.startswith("method.") and rest.count(".") == 2:
-            _, name, option = rest.split(".")
-            if name not in list_methods() or option not in get_method_class(name).option_names():
-                raise ConfigError(f"--set {key}: no method {name!r} with option {option!r}")
-            method_grid.setdefault(name, {})[option] = _grid(key, value)
-        elif key in TOP_LEVEL_SETTABLE:
-            top[key] = value
-        else:
-            valid = ([f"train.{k}" for k in train_defaults] + ["teacher.explainer", "teacher.batch_images",
-                     "teacher.options.<option>", "method.<method>.<option>", "input_size.<backbone>",
-                     "morf.<option>", "tune.stage1.<train field>=[values]",
-                     "tune.method.<method>.<option>=[values]"] + list(TOP_LEVEL_SETTABLE))
-            raise ConfigError(f"--set: unknown key {key!r}. Valid keys: {', '.join(valid)}")
+        if key in TOP_LEVEL_SETTABLE:
+            draft.top[key] = value
+        elif not (head in HANDLERS and HANDLERS[head](draft, key, rest, value)):
+            raise ConfigError(f"--set: unknown key {key!r}. Valid keys: {', '.join(VALID_KEYS)}")
     try:
-        new_train = TrainConfig(**train)
+        new_train = TrainConfig(**draft.train)
     except ValueError as err:
         raise ConfigError(str(err)) from err
-    _check_teacher(teacher)
-    return dataclasses.replace(cfg, train=new_train, teacher=TeacherConfig(**teacher), input_size=input_size,
-                               method_options=method_options, morf=morf, stage1_grid=stage1_grid,
-                               method_grid=method_grid, **top)
+    _check_teacher(draft.teacher)
+    return dataclasses.replace(cfg, train=new_train, teacher=TeacherConfig(**draft.teacher),
+                               input_size=draft.input_size, method_options=draft.method_options, morf=draft.morf,
+                               stage1_grid=draft.stage1_grid, method_grid=draft.method_grid, **draft.top)
 
 
 def _grid(key: str, value: Any) -> tuple:
@@ -170,8 +226,6 @@ def _grid(key: str, value: Any) -> tuple:
 
 
 def _check_teacher(teacher: dict[str, Any]) -> None:
-    from methods.explainers.base import EXPLAINERS, list_explainers
-
     names = list_explainers()
     if teacher["explainer"] not in names:
         raise ConfigError(f"teacher.explainer: unknown explainer {teacher['explainer']!r}; valid: {', '.join(names)}")

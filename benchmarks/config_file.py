@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.config import ConfigError, RunConfig
+from benchmarks.profiles import PROFILES
+from core.artifacts import atomic_write_bytes
 
 RUN_KEYS: dict[str, type | tuple[type, ...]] = {
     "profile": str, "methods": (list, str), "backbones": (list, str), "datasets": (list, str), "seeds": (list, str),
@@ -188,8 +190,6 @@ def dumps(flat: dict[str, Any], header: str = "") -> str:
 def write_resolved(out: Path, cfg: RunConfig, methods: list[str], backbones: list[str], datasets: list[str],
                    device: str) -> Path:
     """``<out>/resolved.toml``: the run's settings, to be read back with ``--config``."""
-    from benchmarks.artifacts import atomic_write_bytes
-    from benchmarks.profiles import PROFILES
 
     flat = resolved_settings(cfg, PROFILES[cfg.profile](), methods, backbones, datasets, device)
     header = ("Resolved settings of this run (every value explicit). Rerun it with:\n"

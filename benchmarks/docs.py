@@ -19,6 +19,9 @@ import re
 import sys
 from pathlib import Path
 from typing import Any
+from benchmarks.profiles import PROFILES
+from methods.base import Method
+from methods.registry import get_method_class, list_methods
 
 ROOT = Path(__file__).resolve().parent.parent
 METHODS_PAGE = ROOT / "docs" / "methods.md"
@@ -209,7 +212,6 @@ behind the defaults are on the [decisions page](decisions.md).
 
 def builtin_methods() -> list[str]:
     """Registered methods defined in the suite's own ``methods`` package (plugins excluded)."""
-    from methods.registry import get_method_class, list_methods
 
     return [m for m in list_methods() if get_method_class(m).__module__.startswith("methods.")]
 
@@ -219,7 +221,6 @@ def method_options(cls: type) -> list[dict[str, Any]]:
     default and annotation of the most derived class that declares it; only those ``option_names()`` accepts."""
     from torch import nn
 
-    from methods.base import Method
 
     valid = cls.option_names()
     found: dict[str, dict[str, Any]] = {}
@@ -245,7 +246,6 @@ def option_help(method: str, option: str) -> str:
 
 def profile_settings(method: str) -> dict[str, list[str]]:
     """``{option: ["paper: [0.2, …]", "smoke: 4"]}``: what each profile sets for this method's options."""
-    from benchmarks.profiles import PROFILES
 
     out: dict[str, list[str]] = {}
     for profile, make in PROFILES.items():
@@ -275,8 +275,6 @@ def _cell(text: str) -> str:
 
 
 def method_section(name: str) -> str:
-    from methods.registry import get_method_class
-
     cls = get_method_class(name)
     if name not in METHOD_NOTES:
         raise KeyError(f"method {name!r} has no entry in benchmarks.docs.METHOD_NOTES")
@@ -311,7 +309,6 @@ def method_section(name: str) -> str:
 
 def render_methods_page() -> str:
     """The full text of ``docs/methods.md``."""
-    from methods.registry import get_method_class
 
     names = builtin_methods()
     stale = sorted(set(METHOD_NOTES) - set(names))

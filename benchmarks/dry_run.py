@@ -2,7 +2,7 @@
 
 For every group (dataset, backbone, seed) and cell (+ method): whether its stage outputs are already in the cache,
 looked up by the same content keys the run uses (stage-1 models: ``FitContext.stage1_spec``; finished cells:
-``grid.cell_spec``; teacher-map shards: ``cache.maps_spec``, known once the stage-1 model exists), the work left
+``grid.cell_spec``; teacher-map shards: ``teacher_maps.maps_key``, known once the stage-1 model exists), the work left
 (training steps per stage, model evaluations for teacher maps and MoRF curves) and an estimated wall time from a
 short calibration on this device: the measured training throughput (forward + backward + optimiser step) of each
 backbone at the run's batch size, its forward throughput, the time per image of any explainer other than SHAP
@@ -27,6 +27,17 @@ from typing import Any
 import torch
 
 from benchmarks.config import RunConfig
+from benchmarks.evaluate import MorfConfig, make_config
+from benchmarks.executors import load_group_data
+from benchmarks.grid import backbone_config, cell_spec
+from core.artifacts import ArtifactStore, spec_key
+from datasets.base import fingerprint
+from methods.context import BackboneConfig, FitContext, TeacherConfig
+from methods.engine import Engine, make_optimizer
+from methods.explainers import create_explainer
+from methods.registry import create_method, get_method_class
+from methods.teacher_maps import MAPS_KIND, maps_key
+from core.torch_utils import synchronize
 
 CELL_OVERHEAD_S = 1.0  # building the method, predicting, tables: measured ~0.5-2 s per tiny cell on a 2-core CPU
 GROUP_OVERHEAD_S = 2.0  # loading data, drawing figures
@@ -87,9 +98,6 @@ def calibrate(cfg: RunConfig, backbone: str, data, device: torch.device, explain
               budget_s: float = 1.0) -> Calibration:
     """Time a few training steps and forward passes of ``backbone`` (random weights: the same cost as pretrained
     ones) on real images of ``data``, and each non-Partition explainer on a few images."""
-    from benchmarks.context import BackboneConfig
-    from benchmarks.engine import make_optimizer
-    from methods.explainers import create_explainer
 
     size = cfg.input_size.get(backbone)
     model = BackboneConfig(backbone, size, False).build(data.num_classes, data.image_size).to(device)
@@ -100,12 +108,12 @@ def calibrate(cfg: RunConfig, backbone: str, data, device: torch.device, explain
 
     def timed(step, minimum: int = 2) -> float:
         step()  # warm-up (allocations, cudnn autotune)
-        _sync(device)
+        synchronize(device)
         start, n = time.perf_counter(), 0
         while n < minimum or (time.perf_counter() - start < budget_s and n < 50):
             step()
             n += 1
-        _sync(device)
+        synchronize(device)
         return (time.perf_counter() - start) / n
 
     def train_step() -> None:
@@ -139,11 +147,6 @@ def calibrate_method(cfg: RunConfig, method: str, backbone: str, data, device: t
     """Seconds per training image of ``method``'s own stage (its decoder, attention branch, ... included): its
     ``fit`` on a small slice for a few steps (in memory, saliency teacher maps), read from the stage's measured
     throughput. None when the method reports none or fails here (the backbone's cost is used instead)."""
-    from benchmarks.artifacts import ArtifactStore
-    from benchmarks.context import FitContext, TeacherConfig
-    from benchmarks.engine import Engine
-    from benchmarks.grid import backbone_config
-    from methods.registry import create_method
 
     batch = cfg.train.batch_size
     small = data.limit(train=min(len(data.train), 6 * batch), test=min(len(data.test), 8), seed=0)
@@ -165,14 +168,8 @@ def calibrate_method(cfg: RunConfig, method: str, backbone: str, data, device: t
     return 1.0 / min(rates) if rates else None
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def explainer_cost(name: str, options: dict[str, Any], n_images: int, cal: Calibration) -> Work:
     """Model evaluations and seconds of explaining ``n_images`` images."""
-    from methods.explainers import create_explainer
 
     explainer = create_explainer(name, **options)
     evals = getattr(explainer, "max_evals", None)
@@ -200,11 +197,6 @@ def _exists(artifacts, kind: str, key: str) -> bool:
 
 def plan_group(cfg: RunConfig, group, data, artifacts, cal: Calibration, plan: Plan) -> None:
     """Add one group's cache state, work and estimate to ``plan``."""
-    from benchmarks.artifacts import spec_key
-    from benchmarks.context import FitContext
-    from benchmarks.engine import Engine
-    from benchmarks.grid import backbone_config, cell_spec
-    from methods.registry import get_method_class
 
     n_train, n_test = len(data.train), len(data.test)
     plan.lines.append(f"group {data.name} / {group.backbone} / seed {group.seed}: {n_train} training images "
@@ -295,8 +287,6 @@ def prediction_cost(cls, options: dict[str, Any], num_classes: int, cal: Calibra
 
 
 def _explanation_work(cfg: RunConfig, cls, data, teacher_group: bool, cal: Calibration, predict: Work) -> Work:
-    from benchmarks.evaluate import MorfConfig, make_config
-
     n = min(cfg.explanation_images, len(data.test))
     if cls.max_explanation_images is not None:
         n = min(n, cls.max_explanation_images)
@@ -314,27 +304,19 @@ def _explanation_work(cfg: RunConfig, cls, data, teacher_group: bool, cal: Calib
 
 def _present_shards(ctx, cfg: RunConfig, data) -> int | None:
     """Teacher-map shards on disk for the stage-1 model the run would choose (all its trainings are cached)."""
-    from benchmarks.artifacts import spec_key
-    from methods.explainers import create_explainer
-    from methods.explainers.cache import MAPS_KIND, maps_spec
-
     if ctx.artifacts.root is None:
         return None
     try:
         model, key = ctx.stage1()
     except Exception:  # noqa: BLE001 - an unreadable model: the run rebuilds it, so do the maps
         return 0
-    explainer = create_explainer(cfg.teacher.explainer, **cfg.teacher.options)
-    spec = maps_spec(model, data, "train", cfg.teacher, key, explainer.config())
-    folder = ctx.artifacts.root / MAPS_KIND / spec_key(MAPS_KIND, spec)
+    folder = ctx.artifacts.shard_dir(MAPS_KIND, maps_key(model, data.train.images, data.train.labels, cfg.teacher,
+                                                        key, fingerprint(data)))
     return len(list(folder.glob("shard_*.pt"))) if folder.is_dir() else 0
 
 
 def estimate(cfg: RunConfig, groups: list, device: torch.device) -> Plan:
     """The plan of ``groups``: cache state, work left per stage and estimated seconds."""
-    from benchmarks.artifacts import ArtifactStore
-    from benchmarks.executors import load_group_data
-
     plan = Plan()
     explainers = {cfg.teacher.explainer: cfg.teacher.options}
     calibrations: dict[tuple[str, str, int], Calibration] = {}

@@ -17,7 +17,7 @@ Defaults (:class:`MorfConfig`; the reasons: docs/decisions.md#morf-defaults):
   (the noise is drawn on the CPU and moved). The map's curve and the random-order curve of an image share the
   same noise (a paired comparison).
 
-Area scores (per image; tables take the mean), each with its direction in :data:`METRICS`:
+Area scores (per image; tables take the mean); each is declared with its direction in :mod:`benchmarks.scores`:
 
 - ``aopc`` = 1/(L+1) Σ_{k=0..L} (f_0 − f_k)                      (higher = better: the score falls fast);
 - ``deletion_auc`` = area under f_k / f_0 against x = k / L ∈ [0, 1], trapezoidal rule (lower = better);
@@ -41,42 +41,7 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
-
-HIGHER, LOWER = "higher", "lower"
-
-
-@dataclass(frozen=True)
-class MetricInfo:
-    """A metric's name, which way is better, and what it measures (what tables print next to the value)."""
-
-    name: str
-    direction: str  # "higher" | "lower"
-    description: str
-    kind: str = "explanation"  # which table: "accuracy" | "explanation" | "map_fidelity"
-
-
-METRICS: dict[str, MetricInfo] = {m.name: m for m in (
-    MetricInfo("accuracy", HIGHER, "top-1 accuracy on the test set", kind="accuracy"),
-    MetricInfo("aopc", HIGHER, "MoRF AOPC = mean over k=0..L of (f_0 - f_k)"),
-    MetricInfo("deletion_auc", LOWER, "MoRF area under f_k/f_0 over k/L in [0, 1] (trapezoidal rule)"),
-    MetricInfo("aopc_vs_random", HIGHER, "AOPC minus the AOPC of a random region order (same noise)"),
-    MetricInfo("deletion_auc_vs_random", LOWER, "deletion AUC minus that of a random region order (same noise)"),
-    MetricInfo("mask_share", HIGHER, "share of the positive relevance that lies inside the ground-truth mask"),
-    MetricInfo("pointing_game", HIGHER, "1 if the most relevant pixel lies inside the ground-truth mask, else 0"),
-    MetricInfo("aopc_vs_constant", HIGHER, "AOPC of the own map minus the AOPC of the constant control map (the "
-               "training set's mean teacher map) on the same image"),
-    MetricInfo("map_fidelity", HIGHER, "1 - MSE(D(LEP(x)), teacher map) / MSE(per-class mean map, teacher map) on "
-               "validation images; <= 0: nothing image-specific learned", kind="map_fidelity"),
-    MetricInfo("map_mse", LOWER, "MSE against the validation images' teacher maps (of the decoder, or of the zero / "
-               "mean / per-class mean map)", kind="map_fidelity"),
-)}
-AREA_SCORES = ("aopc", "deletion_auc", "aopc_vs_random", "deletion_auc_vs_random")
-
-
-def direction(metric: str) -> str:
-    """Direction of a metric name, also for composite names like ``"aopc/shap"`` (the part before the slash)."""
-    return METRICS[metric.split("/", 1)[0]].direction
-
+from core.torch_utils import eval_mode
 
 SCORES = ("probability", "logit")
 
@@ -220,22 +185,6 @@ def _score(model: nn.Module, batch: torch.Tensor, target: torch.Tensor, score: s
     return logits.gather(1, target[:, None])[:, 0].float()
 
 
-class _eval_mode:
-    """Model in eval mode and no autograd for the duration; restores the training flag."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model, self.was_training = model, model.training
-        self.no_grad = torch.inference_mode()
-
-    def __enter__(self):
-        self.model.eval()
-        self.no_grad.__enter__()
-
-    def __exit__(self, *exc):
-        self.no_grad.__exit__(*exc)
-        self.model.train(self.was_training)
-
-
 def _masked_scores(model: nn.Module, images: torch.Tensor, target: torch.Tensor, index: torch.Tensor,
                    norm: Callable, config: MorfConfig, steps: int,
                    masks_of: Callable[[slice], torch.Tensor]) -> torch.Tensor:
@@ -249,7 +198,7 @@ def _masked_scores(model: nn.Module, images: torch.Tensor, target: torch.Tensor,
     channels_last = config.resolve_channels_last(device) and images.shape[1] > 1
     draws = config.noise_draws if config.baseline == "uniform" else 1  # a constant baseline has nothing to average
     buffer = None  # the perturbed batch, reused across chunks (no fresh 10+ MB allocation per chunk)
-    with _eval_mode(model):
+    with eval_mode(model), torch.inference_mode():
         for start in range(0, b_total, per_chunk):
             rows = slice(start, min(start + per_chunk, b_total))
             clean = norm(_as_raw_float(images[rows]))  # [b, C, H, W]
@@ -421,6 +370,6 @@ def ground_truth_scores(maps: torch.Tensor, masks: torch.Tensor) -> dict[str, to
     return {"mask_share": share, "pointing_game": pointing}
 
 
-__all__ = ["METRICS", "MetricInfo", "MorfConfig", "AREA_SCORES", "aopc", "area_scores", "deletion_auc", "direction",
+__all__ = ["MorfConfig", "aopc", "area_scores", "deletion_auc",
            "ground_truth_scores", "make_config", "morf_curves", "morf_order", "morf_scores", "random_curves",
            "random_maps", "random_order", "region_grid", "region_occlusion_maps", "region_relevance"]

@@ -9,17 +9,20 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Iterator
 
-from benchmarks.artifacts import ArtifactStore
+from core.artifacts import ArtifactStore
 from benchmarks.config import RunConfig
 from benchmarks.grid import Group, run_group
+import benchmarks.scores  # noqa: F401  (declares every score)
+from core.scores import row
+from benchmarks.plugins import load_installed_plugins
+from datasets.registry import load_dataset
+from methods.registry import load_plugin
 
 log = logging.getLogger(__name__)
 Rows = list[dict[str, Any]]
 
 
 def load_group_data(cfg: RunConfig, dataset: str, device, cache: dict | None = None):
-    from datasets.registry import load_dataset
-
     if cache is not None and dataset in cache:
         return cache[dataset]
     data = load_dataset(dataset, root=cfg.data_root, download=cfg.download, device=device)
@@ -43,8 +46,6 @@ def run_local(cfg: RunConfig, groups: list[Group], device, on_rows: Callable[[Gr
 def _remote_group(cfg: RunConfig, group: Group, device_name: str) -> Rows:
     import torch
 
-    from benchmarks.plugins import load_installed_plugins
-    from methods.registry import load_plugin
 
     load_installed_plugins()
     for plugin in cfg.plugins:
@@ -69,9 +70,9 @@ def run_ray(cfg: RunConfig, groups: list[Group], device, on_rows: Callable[[Grou
         try:
             rows = ray.get(ref)
         except Exception as err:  # noqa: BLE001 - a worker crash becomes error rows for its cells
+            error = f"ray task failed: {type(err).__name__}: {str(err)[:200]}"
             rows = [{"method": m, "backbone": group.backbone, "dataset": group.dataset, "seed": group.seed,
-                     "metric": "accuracy", "value": float("nan"), "direction": "higher",
-                     "error": f"ray task failed: {type(err).__name__}: {str(err)[:200]}"} for m in group.methods]
+                     **row("accuracy", float("nan")), "error": error} for m in group.methods]
         on_rows(group, rows)
 
 

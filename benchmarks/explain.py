@@ -2,17 +2,26 @@
 
 The stage-1 model is obtained exactly as the benchmark does (``FitContext.stage1()``: trained once and stored, or
 loaded from the artifacts root), then its maps on a split are computed in resumable float16 shards under
-``<out>/maps/<key>/`` (see :mod:`methods.explainers.cache`). Re-running the same command computes nothing that
+``<out>/maps/<key>/`` (see :mod:`methods.teacher_maps`). Re-running the same command computes nothing that
 is already stored; an interrupted run resumes at the first missing shard.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
-from typing import Any
+from benchmarks.config import RunConfig, apply_settings, parse_setting
+from benchmarks.logs import setup_console
+from core import progress
+from core.artifacts import ArtifactStore
+from datasets import DatasetUnavailable, load_dataset
+from methods.backbones import PretrainedWeightsUnavailable, backbone_spec
+from methods.context import BackboneConfig, FitContext, TeacherConfig
+from methods.engine import Engine
+from methods.explainers import create_explainer, list_explainers
+from methods.registry import UnknownNameError
+from methods.teacher_maps import MAPS_KIND, cached_maps
 
 EXAMPLES = """examples:
   python -m benchmarks.explain --dataset digits --backbone lenet5 --explainer partition
@@ -23,26 +32,7 @@ EXAMPLES = """examples:
 exit codes: 0 done, 2 bad arguments (unknown dataset/backbone/explainer, bad option), 1 other errors."""
 
 
-def parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def parse_pairs(pairs: list[str], what: str) -> dict[str, Any]:
-    out = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise ValueError(f"{what} must look like key=value, got {pair!r}")
-        k, v = pair.split("=", 1)
-        out[k.strip()] = parse_value(v)
-    return out
-
-
 def build_parser() -> argparse.ArgumentParser:
-    from methods.explainers import list_explainers
-
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.explain", description=__doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1],
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -65,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"teacher explainer, one of: {', '.join(list_explainers())}; default: %(default)s")
     p.add_argument("--set", dest="options", action="append", default=[], metavar="KEY=VALUE",
                    help="explainer option (repeatable), e.g. max_evals=2000, output=logit, masker='blur(128,128)'; "
-                        "values are parsed as JSON when possible. Default for partition: max_evals=2000")
+                        "values are parsed like the run's --set (numbers, true/false, lists; else strings); "
+                        "unset options keep the explainer's defaults (partition: max_evals=2000)")
     p.add_argument("--batch-images", type=int, default=500,
                    help="images per shard (and per explainer call); default: %(default)s")
     p.add_argument("--split", default="train", choices=["train", "test"], help="split to explain (default: train)")
@@ -83,9 +74,6 @@ class UsageError(Exception):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks import progress
-    from benchmarks.logs import setup_console
-
     args = build_parser().parse_args(argv)
     setup_console("normal")  # warnings, and timestamped progress lines when stderr is not a terminal
     progress.configure(bars=False if args.quiet else None, console_lines=not args.quiet)
@@ -99,29 +87,17 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from benchmarks.artifacts import ArtifactStore
-    from benchmarks.context import BackboneConfig, FitContext, TeacherConfig
-    from benchmarks.engine import Engine, TrainConfig
-    from datasets import DatasetUnavailable, load_dataset
-    from methods.backbones import PretrainedWeightsUnavailable, backbone_spec
-    from methods.explainers import create_explainer
-    from methods.registry import UnknownNameError
-
     try:
-        options = parse_pairs(args.options, "--set")
-        if args.explainer == "partition" and "max_evals" not in options:
-            options["max_evals"] = 2000
-        explainer = create_explainer(args.explainer, **options)  # validates the name and the options
-        train_kw = parse_pairs(args.train, "--train")
-        fields = {f.name for f in dataclasses.fields(TrainConfig)}
-        unknown = sorted(set(train_kw) - fields)
-        if unknown:
-            raise UsageError(f"unknown --train field(s) {', '.join(unknown)}; valid: {', '.join(sorted(fields))}")
-        train_cfg = TrainConfig(**train_kw)
+        # the run's vocabulary and code: --set k=v is teacher.options.k, --train k=v is train.k (benchmarks.config)
+        cfg = apply_settings(RunConfig(teacher=TeacherConfig(args.explainer, {}, args.batch_images)),
+                             [("teacher.options." + k, v) for k, v in map(parse_setting, args.options)]
+                             + [("train." + k, v) for k, v in map(parse_setting, args.train)])
+        options, train_cfg = cfg.teacher.options, cfg.train  # unset options: the explainer's defaults
+        explainer = create_explainer(args.explainer, **options)  # validates the option values
         backbone_spec(args.backbone)
         if args.batch_images < 1:
             raise UsageError("--batch-images must be positive")
-    except (UnknownNameError, TypeError, ValueError) as err:
+    except (UnknownNameError, TypeError, ValueError) as err:  # ConfigError is a ValueError
         raise UsageError(str(err)) from err
 
     device = args.device
@@ -152,7 +128,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     t1 = time.perf_counter()
-    from methods.explainers.cache import MAPS_KIND, cached_maps
 
     before = len(ctx.artifacts.created)
     maps = cached_maps(model, data, args.split, teacher, model_key, ctx.artifacts, progress=not args.quiet)

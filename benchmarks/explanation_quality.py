@@ -36,8 +36,12 @@ from typing import Any
 
 import torch
 
-from benchmarks.evaluate import (AREA_SCORES, METRICS, MorfConfig, area_scores, ground_truth_scores, make_config,
+import benchmarks.scores  # noqa: F401  (declares every score)
+from benchmarks.evaluate import (MorfConfig, ground_truth_scores, make_config,
                                  morf_curves, random_curves, random_maps)
+from core.scores import SCORES, ScoreInputs, names_of_kind, row
+from methods.explainers import create_explainer
+from core.torch_utils import eval_mode
 
 SHAP_EXPLAINERS = ("partition", "shap-partition")
 TARGETS = ("label", "predicted")
@@ -88,7 +92,6 @@ def explain_and_perturb(method, data, *, n_images: int | None = 256, seed: int =
 
     ``morf_options``: :class:`benchmarks.evaluate.MorfConfig` fields (``seed`` defaults to ``seed``).
     """
-    from methods.explainers import create_explainer
 
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
@@ -99,9 +102,7 @@ def explain_and_perturb(method, data, *, n_images: int | None = 256, seed: int =
     masks = None if split.masks is None else split.masks[index]
     x = data.normalize(images)
     model = method.classifier()
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         if target == "predicted":
             with torch.no_grad():  # not inference_mode: explainers backpropagate through ops that index by target
                 tgt = torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
@@ -118,34 +119,25 @@ def explain_and_perturb(method, data, *, n_images: int | None = 256, seed: int =
         curves = {name: morf_curves(model, images, tgt, m, normalize=data, index=index, config=config)
                   for name, m in maps.items()}
         reference = random_curves(model, images, tgt, normalize=data, index=index, config=config)
-    finally:
-        model.train(was_training)
     return ExplanationRun(index, images, labels, tgt, maps, curves, reference, masks, config, explainer, target)
 
 
 def rows_from_run(run: ExplanationRun) -> list[dict[str, Any]]:
-    """Tidy rows (module docstring) from an :class:`ExplanationRun`."""
+    """Tidy rows (module docstring) from an :class:`ExplanationRun`: every registered explanation score of every map
+    source, where it applies (ground-truth scores need masks, ``aopc_vs_constant`` the constant control)."""
     rows = []
-    if "constant" in run.curves:
-        own, const = (area_scores(run.curves[s], run.random_order_curves)["aopc"] for s in ("own", "constant"))
-        values = (own - const).detach().float().cpu()
-        rows.append({"metric": "aopc_vs_constant/own", "value": float(values.mean()), "direction": "higher",
-                     "std": float(values.std()) if len(values) > 1 else 0.0, "n_images": len(values),
-                     "per_image": values.tolist(), "source": "own", "score": "aopc_vs_constant",
-                     "explainer": run.explainer, "target": run.target_mode})
     for source, curves in run.curves.items():
-        per_metric = area_scores(curves, run.random_order_curves)
-        if run.masks is not None:
-            per_metric.update(ground_truth_scores(run.maps[source], run.masks))
-        for score in (*AREA_SCORES, "mask_share", "pointing_game"):
-            if score not in per_metric:
+        inputs = ScoreInputs(curves, run.random_order_curves, run.maps.get(source), run.masks, source,
+                             run.curves.get("constant"))
+        for score in names_of_kind("explanation"):
+            values = SCORES.get(score).compute(inputs)
+            if values is None:
                 continue
-            values = per_metric[score].detach().float().cpu()
-            rows.append({"metric": f"{score}/{source}", "value": float(values.mean()),
-                         "direction": METRICS[score].direction,
-                         "std": float(values.std()) if len(values) > 1 else 0.0,
-                         "n_images": len(values), "per_image": values.tolist(), "source": source, "score": score,
-                         "explainer": run.explainer, "target": run.target_mode})
+            values = values.detach().float().cpu()
+            rows.append(row(f"{score}/{source}", float(values.mean()),
+                            std=float(values.std()) if len(values) > 1 else 0.0, n_images=len(values),
+                            per_image=values.tolist(), source=source, score=score, explainer=run.explainer,
+                            target=run.target_mode))
     return rows
 
 

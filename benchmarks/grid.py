@@ -13,22 +13,31 @@ import logging
 import random
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 import torch
 
-from benchmarks.artifacts import ArtifactStore
+from benchmarks import figures as plots
 from benchmarks.config import ConfigError, RunConfig
-from benchmarks.context import BackboneConfig, FitContext, fingerprint
-from benchmarks.engine import Engine, predict_logits, validation_split
-from datasets.base import DataBundle
+from benchmarks.explanation_quality import explain_and_perturb, rows_from_run
+from benchmarks.logs import cell_log
+from core.artifacts import ArtifactStore
+from core.progress import set_activity
+import benchmarks.scores  # noqa: F401  (declares every score)
+from core.scores import code_fingerprint, registry_fingerprint, row
+from core.torch_utils import Stopwatch
+from datasets.base import DataBundle, fingerprint
+from datasets.registry import list_datasets
+from methods.backbones import list_backbones
+from methods.blocks import scale_maps
+from methods.context import BackboneConfig, FitContext
+from methods.engine import Engine, predict_logits, validation_split
+from methods.registry import create_method, get_method_class, list_methods, unknown_name
 
 log = logging.getLogger(__name__)
 
-RESULT_VERSION = 4  # bump when the meaning or content of stored cell results changes (2: explanation_images row,
-#                    method-capped explanation budgets, uncompiled post-hoc maps; 3: budget and map-fidelity rows,
-#                    the constant-map control; 4: teacher-map cost per image)
 
 
 @dataclass(frozen=True)
@@ -41,7 +50,6 @@ class Group:
 
 def expand(patterns: Iterable[str], valid: list[str], kind: str, allow_unlisted: callable = None) -> list[str]:
     """Comma lists and globs -> names, in the given order; an unknown literal name lists the valid ones."""
-    from methods.registry import unknown_name
 
     names: list[str] = []
     for pattern in patterns:
@@ -59,10 +67,6 @@ def expand(patterns: Iterable[str], valid: list[str], kind: str, allow_unlisted:
 
 
 def plan(cfg: RunConfig) -> list[Group]:
-    from datasets.registry import list_datasets
-    from methods.backbones import list_backbones
-    from methods.registry import list_methods
-
     methods = expand(cfg.methods, list_methods(), "method")
     backbones = expand(cfg.backbones, list_backbones(), "backbone", lambda n: n.startswith("timm:"))
     datasets = expand(cfg.datasets, [d for d in list_datasets() if not d.endswith(":")], "dataset",
@@ -77,8 +81,15 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def result_version() -> str:
+    """The version of a finished cell's rows, derived from what produces them: the declared scores (names,
+    directions, kinds and the code computing them) and the code that turns a fit into rows. A new score or a changed
+    row never reuses a cached cell, and nobody has to remember to bump a constant."""
+    return ROW_CODE + registry_fingerprint()  # scores are read now: a plugin may declare more after import
+
+
 def cell_spec(cfg: RunConfig, data: DataBundle, group: Group, method: str, options: dict) -> dict[str, Any]:
-    return {"version": RESULT_VERSION, "method": method, "options": options, "stage1_grid": cfg.stage1_grid,
+    return {"version": result_version(), "method": method, "options": options, "stage1_grid": cfg.stage1_grid,
             "backbone": dataclasses.asdict(backbone_config(cfg, group.backbone)), "data": fingerprint(data),
             "train": cfg.train.key_dict(), "teacher": dataclasses.asdict(cfg.teacher), "seed": group.seed,
             "explain_eval": cfg.explain_eval and {"n": cfg.explanation_images, "morf": cfg.morf}}
@@ -103,8 +114,6 @@ def run_group(cfg: RunConfig, group: Group, data: DataBundle, artifacts: Artifac
 
     Each cell logs to its own file (``logs/<dataset>_<backbone>_seed<k>_<method>.log``: config, progress lines,
     the traceback when it fails); an error row names that file."""
-    from benchmarks.logs import cell_log
-    from benchmarks.progress import set_activity
 
     rows: list[dict[str, Any]] = []
     results: dict[str, dict[str, Any]] = {}
@@ -121,17 +130,17 @@ def run_group(cfg: RunConfig, group: Group, data: DataBundle, artifacts: Artifac
             except Exception as err:  # noqa: BLE001 - a failing cell must not stop the grid
                 log.debug("traceback of the failure of %s:", where, exc_info=True)
                 log.error("cell %s failed: %s (traceback in %s)", where, _short_error(err), log_name)
-                result = {"rows": [{"metric": "accuracy", "value": float("nan"), "direction": "higher",
-                                    "error": f"{_short_error(err)} (log: {log_name})"}], "per_image": None}
+                result = {"rows": [row("accuracy", float("nan"), error=f"{_short_error(err)} (log: {log_name})")],
+                          "per_image": None}
         per_image = result.get("per_image")
-        for row in result["rows"]:
+        for cell_row in result["rows"]:
             rows.append({"method": method, "backbone": group.backbone, "dataset": data.name, "seed": group.seed,
-                         "error": "", **row})
-            if row["metric"] == "accuracy" and per_image is not None:
+                         "error": "", **cell_row})
+            if cell_row["metric"] == "accuracy" and per_image is not None:
                 rows[-1]["per_image"] = "".join("1" if c else "0" for c in per_image)
     set_activity("")
-    for row in write_figures(cfg, group, data.name, results):  # a figure that failed is a row, not silence
-        rows.append({"backbone": group.backbone, "dataset": data.name, "seed": group.seed, **row})
+    for figure_row in write_figures(cfg, group, data.name, results):  # a figure that failed is a row, not silence
+        rows.append({"backbone": group.backbone, "dataset": data.name, "seed": group.seed, **figure_row})
     return rows
 
 
@@ -154,7 +163,7 @@ def _best_candidate(cfg: RunConfig, group: Group, method: str, data: DataBundle,
                              "(train.val_fraction=0?)")
         if best is None or score > best[0]:  # ties: the first candidate in grid order
             best = (score, {**result, "rows": result["rows"] + [
-                {"metric": f"chosen/{n}", "value": v, "direction": "info"} for n, v in zip(names, values)]})
+                row(f"chosen/{n}", v) for n, v in zip(names, values)]})
     return best[1]
 
 
@@ -167,7 +176,6 @@ def _short_error(err: BaseException) -> str:
 
 def run_cell(cfg: RunConfig, group: Group, method_name: str, data: DataBundle, artifacts: ArtifactStore,
              options: dict[str, Any]) -> dict[str, Any]:
-    from methods.registry import create_method
 
     seed_everything(group.seed)
     engine = Engine(cfg.train, seed=group.seed, progress=cfg.progress, desc=f"{method_name}/{group.backbone}")
@@ -175,37 +183,29 @@ def run_cell(cfg: RunConfig, group: Group, method_name: str, data: DataBundle, a
                      teacher=cfg.teacher, artifacts=artifacts, stage1_grid=cfg.stage1_grid)
     method = create_method(method_name, group.backbone, data.num_classes, **options)
     method.to(data.device)
-    start = time.perf_counter()
-    facts = method.fit(ctx) or {}
-    fit_s = time.perf_counter() - start
-    start = time.perf_counter()
-    logits = predict_logits(method.predict, data, data.test, cfg.train.eval_batch_size)
-    test_s = time.perf_counter() - start
+    with Stopwatch(data.device) as fit_time:
+        facts = method.fit(ctx) or {}
+    with Stopwatch(data.device) as test_time:
+        logits = predict_logits(method.predict, data, data.test, cfg.train.eval_batch_size)
     if not torch.isfinite(logits).all():
         raise FloatingPointError("non-finite logits on the test set (diverged training: NaN loss?)")
     correct = (logits.argmax(1) == data.test.labels).cpu()
-    rows = [{"metric": "accuracy", "value": 100.0 * float(correct.float().mean()), "direction": "higher"},
-            {"metric": "fit_seconds", "value": fit_s, "direction": "info"},
-            {"metric": "seconds/test", "value": test_s, "direction": "info"}]
+    rows = [row("accuracy", 100.0 * float(correct.float().mean())), row("fit_seconds", fit_time.seconds),
+            row("seconds/test", test_time.seconds)]
     rows += fit_rows({**facts, "stage1_fit": ctx.facts.get("stage1_fit")})
     if "teacher_maps" in ctx.facts:  # what the shared teacher maps cost, whichever cell computed them
         seconds = ctx.facts["teacher_maps"]["compute_seconds"]
-        rows += [{"metric": "seconds/teacher_maps", "value": seconds, "direction": "info"},
-                 {"metric": "ms_per_image/teacher_maps", "value": 1000.0 * seconds / max(1, len(data.train)),
-                  "direction": "info"}]
+        rows += [row("seconds/teacher_maps", seconds),
+                 row("ms_per_image/teacher_maps", 1000.0 * seconds / max(1, len(data.train)))]
     for name, value in ctx.facts.get("stage1_chosen", {}).items():
-        rows.append({"metric": f"chosen/stage1.{name}", "value": value, "direction": "info"})
+        rows.append(row(f"chosen/stage1.{name}", value))
     figure = None
     if cfg.explain_eval:
-        start = time.perf_counter()
-        constant = constant_control_map(ctx, group)
-        explanation, figure = explanation_rows(cfg, method, data, group.seed, constant)
-        rows += explanation + [{"metric": "seconds/explanations", "value": time.perf_counter() - start,
-                                "direction": "info"}]
+        with Stopwatch(data.device) as explain_time:
+            constant = constant_control_map(ctx, group)
+            explanation, figure = explanation_rows(cfg, method, data, group.seed, constant)
+        rows += explanation + [row("seconds/explanations", explain_time.seconds)]
     return {"rows": rows, "per_image": correct.bool(), "facts": _plain(facts), "figure": figure}
-
-
-METRIC_DIRECTIONS = {"map_fidelity": "higher", "map_mse/decoder": "lower"}
 
 
 def fit_rows(facts: dict[str, Any]) -> list[dict[str, Any]]:
@@ -217,23 +217,20 @@ def fit_rows(facts: dict[str, Any]) -> list[dict[str, Any]]:
     for name, fit in facts.items():
         if isinstance(fit, dict) and "best_val_accuracy" in fit:
             stage = name.removesuffix("_fit")
-            rows.append({"metric": f"val_accuracy/{stage}",
-                         "value": 100.0 * fit["best_val_accuracy"], "direction": "higher"})
+            rows.append(row(f"val_accuracy/{stage}", 100.0 * fit["best_val_accuracy"]))
             if name != "stage1_fit" or last is None:
                 last = rows[-1]["value"]
             if "wall_s" in fit:
-                rows.append({"metric": f"seconds/{stage}", "value": float(fit["wall_s"]), "direction": "info"})
+                rows.append(row(f"seconds/{stage}", float(fit["wall_s"])))
     if last is not None:
-        rows.insert(0, {"metric": "val_accuracy", "value": last, "direction": "higher"})
+        rows.insert(0, row("val_accuracy", last))
     fits = [fit for fit in facts.values() if isinstance(fit, dict) and "best_val_accuracy" in fit]
     if fits:  # the training budget of the classifier (every stage it depends on)
-        rows.append({"metric": "budget/epochs", "value": float(sum(f.get("epochs", len(f.get("history", [])))
-                                                                   for f in fits)), "direction": "info"})
+        rows.append(row("budget/epochs", float(sum(f.get("epochs", len(f.get("history", []))) for f in fits))))
         if all("images_seen" in f for f in fits):
-            rows.append({"metric": "budget/images", "value": float(sum(f["images_seen"] for f in fits)),
-                         "direction": "info"})
+            rows.append(row("budget/images", float(sum(f["images_seen"] for f in fits))))
     for name, value in (facts.get("metrics") or {}).items():
-        rows.append({"metric": name, "value": float(value), "direction": METRIC_DIRECTIONS.get(name, "info")})
+        rows.append(row(name, float(value)))
     return rows
 
 
@@ -255,8 +252,6 @@ def constant_control_map(ctx: FitContext, group: Group) -> torch.Tensor | None:
     """The constant-map control of the explanation table: the mean (max-|value|-scaled) teacher map of the training
     portion, the same map for every image. Only for groups whose methods learn from teacher maps (so the maps are
     computed anyway); loaded from the artifact store after the cell's own rows are taken."""
-    from methods.blocks import scale_maps
-    from methods.registry import get_method_class
 
     if not any(get_method_class(m).uses_teacher_maps for m in group.methods):
         return None
@@ -270,7 +265,6 @@ def constant_control_map(ctx: FitContext, group: Group) -> torch.Tensor | None:
 def explanation_rows(cfg: RunConfig, method, data: DataBundle, seed: int,
                      constant_map: torch.Tensor | None = None) -> tuple[list[dict[str, Any]], dict]:
     """MoRF / ground-truth rows of a trained method, and what the figures need (curves, a few examples)."""
-    from benchmarks.explanation_quality import explain_and_perturb, rows_from_run
 
     # The post-hoc maps of a trained method: the teacher explainer, but never compiled (a few hundred images do not
     # repay a compile, and a method's forward may itself run an explainer, e.g. wae-shap, which dynamo cannot trace).
@@ -281,8 +275,8 @@ def explanation_rows(cfg: RunConfig, method, data: DataBundle, seed: int,
     run = explain_and_perturb(method, data, n_images=n_images, seed=seed,
                               explainer=cfg.teacher.explainer if method.post_hoc_explainable else None,
                               explainer_options=options, morf_options=cfg.morf, constant_map=constant_map)
-    rows = [{k: v for k, v in row.items() if k in ("metric", "value", "direction")} for row in rows_from_run(run)]
-    rows.append({"metric": "explanation_images", "value": len(run.index), "direction": "info"})
+    rows = [{k: v for k, v in r.items() if k in ("metric", "value", "direction")} for r in rows_from_run(run)]
+    rows.append(row("explanation_images", len(run.index)))
     # indexing with `pick` copies: a saved slice would otherwise carry its whole parent storage to disk
     pick = example_rows(run.target.cpu())
     figure = {"curves": {k: v.half().cpu() for k, v in run.curves.items()},
@@ -301,10 +295,6 @@ def write_figures(cfg: RunConfig, group: Group, dataset: str,
 
     A figure that cannot be drawn costs no result: it is logged as a warning and returned as a ``figure_error``
     row (the file and the error in ``error``) for each method it would have shown; the other figures are drawn."""
-    from pathlib import Path
-
-    from benchmarks import figures as plots
-
     figures = {m: r["figure"] for m, r in results.items() if r.get("figure")}
     if not figures:
         return []
@@ -317,7 +307,7 @@ def write_figures(cfg: RunConfig, group: Group, dataset: str,
             plot(path)
         except Exception as err:  # noqa: BLE001 - a figure must never cost the results
             log.warning("could not draw figure %s: %s", path, _short_error(err), exc_info=True)
-            failed.extend({"method": m, "metric": "figure_error", "value": float("nan"), "direction": "info",
+            failed.extend({"method": m, **row("figure_error", float("nan")),
                            "error": f"figure {path.name}: {_short_error(err)}"} for m in methods)
 
     curves = {f"{m} (own)": f["curves"]["own"].float() for m, f in figures.items()}
@@ -351,3 +341,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (bool, int, float, str, type(None))):
         return value
     return value.item() if isinstance(value, np.generic) else str(value)
+
+
+#: the code that turns a fit into rows, fingerprinted as this module was imported
+ROW_CODE = code_fingerprint(run_cell, fit_rows, explanation_rows, rows_from_run, constant_control_map)

@@ -18,9 +18,9 @@ import sys
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-from benchmarks import progress
+from core import progress
 
-PACKAGES = ("benchmarks", "methods", "datasets")
+PACKAGES = ("benchmarks", "methods", "datasets", "core")
 LOG_DIR = "logs"
 RUN_LOG = "run.log"
 FILE_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
@@ -75,7 +75,7 @@ def setup_console(verbosity: str = "normal", stream: IO[str] | None = None) -> l
         if isinstance(handler, ConsoleHandler):
             root.removeHandler(handler)
     handler = ConsoleHandler(stream or sys.stderr)
-    # default: warnings and the progress lines (INFO of benchmarks.progress); verbose: DEBUG; quiet: errors only
+    # default: warnings and the progress lines (INFO of core.progress); verbose: DEBUG; quiet: errors only
     handler.setLevel(logging.DEBUG if verbosity == "verbose" else logging.INFO if verbosity == "normal"
                      else logging.ERROR)
     if verbosity == "normal":

@@ -16,6 +16,12 @@ from pathlib import Path
 from typing import Any, Union
 
 from benchmarks.config import ConfigError, RunConfig
+from benchmarks.evaluate import MorfConfig, make_config
+from benchmarks.grid import backbone_config
+from datasets.registry import dataset_spec, load_dataset
+from methods.base import Method
+from methods.explainers import create_explainer
+from methods.registry import create_method, get_method_class
 
 
 def check_seeds(seeds: tuple[int, ...]) -> None:
@@ -68,7 +74,6 @@ def matches(value: Any, hint: Any) -> bool:
 
 def option_hints(cls: type) -> dict[str, Any]:
     """The annotations of a method's constructor options, subclasses overriding their bases."""
-    from methods.base import Method
 
     hints: dict[str, Any] = {}
     for klass in reversed(cls.__mro__):
@@ -84,7 +89,6 @@ def option_hints(cls: type) -> dict[str, Any]:
 def check_method_options(name: str, backbone: str, options: dict[str, Any]) -> None:
     """Build the method with these options (no training): unknown names, wrong types and out-of-range values are
     reported as ``--set method.<name>.<option>`` errors."""
-    from methods.registry import create_method, get_method_class
 
     cls = get_method_class(name)
     hints = option_hints(cls)
@@ -102,10 +106,6 @@ def preflight(cfg: RunConfig, groups, device) -> None:
     """Fail fast (exit 2) on anything that would stop the run later (see the module docstring)."""
     import itertools
 
-    from benchmarks.evaluate import MorfConfig, make_config
-    from benchmarks.grid import backbone_config
-    from datasets.registry import dataset_spec, load_dataset
-    from methods.explainers import create_explainer
 
     check_seeds(tuple(cfg.seeds))
     check_writable_dir(cfg.out, "--out")

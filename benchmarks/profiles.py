@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from benchmarks.context import TeacherConfig
-from benchmarks.engine import TrainConfig
+from methods.context import TeacherConfig
+from methods.engine import TrainConfig
 
 PAPER_METHODS = ("baseline", "impactx", "abn", "wae")
 PAPER_LR_GRID = tuple(round(1e-4 + 5e-4 * i, 6) for i in range(20))  # [0.0001, 0.01] step 0.0005

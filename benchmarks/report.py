@@ -17,7 +17,9 @@ from typing import Any
 
 import pandas as pd
 
-from benchmarks.artifacts import atomic_write_bytes
+from core.artifacts import atomic_write_bytes
+from benchmarks.results import read_results, read_rows
+from benchmarks.table_frames import PAPER_METHODS, _marks, explanations_wide, fidelity_wide, table2_legend
 
 REPORT_FILE = "report.html"
 STYLE = """
@@ -62,7 +64,6 @@ def _number(value: Any) -> float | None:
 def table2_html(records: list[dict[str, Any]]) -> str:
     """Rows dataset x backbone, one column per method: measured mean ± std with marks, the paper's value and the
     difference under it where the cell matches a paper cell."""
-    from benchmarks.tables import PAPER_METHODS, _marks, table2_legend
 
     if not records:
         return "<p>No cell produced an accuracy.</p>"
@@ -106,9 +107,6 @@ def figure_html(path: Path) -> str:
 
 def build_report(out: str | Path, results: dict[str, Any] | None = None) -> str:
     """The page for the run in ``out`` (``results``: its ``results.json`` content, read when not given)."""
-    from benchmarks.results import read_rows
-    from benchmarks.summary import read_results
-    from benchmarks.tables import explanations_wide, fidelity_wide
 
     out = Path(out)
     results = read_results(out) if results is None else results

@@ -2,16 +2,18 @@
 (per-test-image correctness of each cell, for paired tests over images)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from benchmarks.artifacts import atomic_write_bytes
+from core.artifacts import atomic_write_bytes
 
 ROW_COLUMNS = ["method", "backbone", "dataset", "seed", "metric", "value", "direction", "error", "profile",
                "git_sha", "device"]
 ID = ["method", "backbone", "dataset", "seed"]
+RESULTS_FILE = "results.json"  # the run's summary (benchmarks.summary writes it)
 
 
 def write_rows(rows: list[dict[str, Any]], out: str | Path) -> None:
@@ -43,3 +45,8 @@ def read_per_image(out: str | Path) -> pd.DataFrame | None:
     if not path.exists():
         return None
     return pd.read_csv(path, dtype={"correct": str})
+
+
+def read_results(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    return json.loads((path / RESULTS_FILE if path.is_dir() else path).read_text())

@@ -30,6 +30,24 @@ from typing import Any
 
 from benchmarks.config import ConfigError, RunConfig, apply_settings
 from benchmarks.profiles import PROFILES
+from benchmarks.config_file import RUN_KEYS, load_config_file, names, write_resolved
+from benchmarks.dry_run import dry_run as plan_only
+from benchmarks.environment import environment, resolve_device
+from benchmarks.executors import EXECUTORS
+from benchmarks.grid import plan
+from benchmarks.logs import run_log, say, setup_console
+from benchmarks.plugins import load_installed_plugins
+from benchmarks.preflight import preflight
+from benchmarks.results import write_rows
+from benchmarks.run_folder import claim_run_folder, clear_outputs
+from benchmarks.summary import write_summaries
+from benchmarks.tables import write_all_tables
+from core import progress
+from datasets.base import DatasetUnavailable
+from datasets.registry import dataset_spec, list_datasets
+from methods.backbones import PretrainedWeightsUnavailable, backbone_spec, list_backbones
+from methods.explainers import list_explainers
+from methods.registry import UnknownNameError, get_method_class, list_methods, load_plugin
 
 USER_ERRORS: tuple[type[BaseException], ...] = ()
 
@@ -111,9 +129,6 @@ EXAMPLES = {"methods": "baseline,impactx", "backbones": "lenet5", "datasets": "d
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """Preset of the profile < the ``--config`` file < flags (``--set`` last)."""
-    from benchmarks.config_file import load_config_file, names
-    from benchmarks.plugins import load_installed_plugins
-    from methods.registry import load_plugin
 
     run_keys, file_settings = load_config_file(args.config) if args.config else ({}, [])
     load_installed_plugins()
@@ -171,7 +186,6 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         except ConfigError as err:
             import re
 
-            from benchmarks.config_file import RUN_KEYS
 
             text = re.sub(r"--set:? ", "", str(err))
             if "unknown key" in text:
@@ -189,11 +203,6 @@ def summary_line(obj: object) -> str:
 
 
 def list_everything() -> str:
-    from datasets.registry import dataset_spec, list_datasets
-    from methods.backbones import backbone_spec, list_backbones
-    from methods.explainers import list_explainers
-    from methods.registry import get_method_class, list_methods
-
     lines = ["methods:"]
     lines += [f"  {m:<18} {summary_line(get_method_class(m))}" for m in list_methods()]
     lines += ["backbones:"] + [f"  {b:<18} {backbone_spec(b).description}" for b in list_backbones()]
@@ -205,18 +214,13 @@ def list_everything() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks import progress
-    from benchmarks.logs import setup_console
-
     args = build_parser().parse_args(argv)
     setup_console("quiet" if args.quiet else "verbose" if args.verbose else "normal")
-    # bars on a terminal; plain timestamped lines otherwise (decided in benchmarks.progress)
+    # bars on a terminal; plain timestamped lines otherwise (decided in core.progress)
     quiet_progress = args.quiet or args.no_progress
     progress.configure(bars=False if quiet_progress else None, console_lines=not quiet_progress)
     try:
         if args.list:
-            from benchmarks.plugins import load_installed_plugins
-            from methods.registry import load_plugin
 
             load_installed_plugins()
             for plugin in args.plugin:
@@ -234,21 +238,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
-    from datasets.base import DatasetUnavailable
-    from methods.backbones import PretrainedWeightsUnavailable
-    from methods.registry import UnknownNameError
-
     return (ConfigError, UnknownNameError, DatasetUnavailable, PretrainedWeightsUnavailable, ImportError)
 
 
 def run(cfg: RunConfig, verbose: bool = False, dry_run: bool = False) -> int:
     """Run the grid of ``cfg`` into ``cfg.out`` (or, with ``dry_run``, print its plan and estimated cost)."""
-    from benchmarks.config_file import write_resolved
-    from benchmarks.environment import resolve_device
-    from benchmarks.grid import plan
-    from benchmarks.logs import run_log
-    from benchmarks.preflight import preflight
-    from benchmarks.run_folder import claim_run_folder, clear_outputs
 
     try:
         device = resolve_device(cfg.device)
@@ -257,7 +251,6 @@ def run(cfg: RunConfig, verbose: bool = False, dry_run: bool = False) -> int:
     groups = plan(cfg)
     preflight(cfg, groups, device)
     if dry_run:
-        from benchmarks.dry_run import dry_run as plan_only
 
         print(plan_only(cfg, groups, device))
         return 0
@@ -275,14 +268,6 @@ def run(cfg: RunConfig, verbose: bool = False, dry_run: bool = False) -> int:
 
 
 def _run_groups(cfg: RunConfig, groups: list, device: Any, out: Path) -> int:
-    from benchmarks.environment import environment
-    from benchmarks.executors import EXECUTORS
-    from benchmarks.logs import say
-    from benchmarks.progress import progress
-    from benchmarks.results import write_rows
-    from benchmarks.summary import write_summaries
-    from benchmarks.tables import write_all_tables
-
     log = logging.getLogger("benchmarks.run")
     env = environment(device)
     manifest: dict[str, Any] = {"config": cfg.to_dict(), "environment": env, "started": time.strftime("%FT%T%z"),
@@ -292,7 +277,7 @@ def _run_groups(cfg: RunConfig, groups: list, device: Any, out: Path) -> int:
     n_cells = sum(len(g.methods) for g in groups)
     log.info("run into %s: %d group(s), %d cell(s) on %s (git %s)", out, len(groups), n_cells,
              env.get("device_name", device), env.get("git_sha"))
-    bar = progress(n_cells, "grid", cfg.progress, unit="cell", level=0, interval=0.0)
+    bar = progress.progress(n_cells, "grid", cfg.progress, unit="cell", level=0, interval=0.0)
 
     def on_rows(group, rows) -> None:
         for row in rows:

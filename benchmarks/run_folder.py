@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO
 
 from benchmarks.config import ConfigError
+from benchmarks.tables import TABLE_FILES
 
 LOCK_NAME = ".run.lock"
 OUTPUT_FILES = ("rows.csv", "per_image.csv", "run.log", "results.json", "report.html", "resolved.toml")
@@ -47,7 +48,6 @@ def claim_run_folder(out: Path) -> IO[str]:
 
 def clear_outputs(out: Path) -> None:
     """Remove the rows, tables and figures an earlier run left in ``out`` (never the artifact cache)."""
-    from benchmarks.tables import TABLE_FILES
 
     for name in (*OUTPUT_FILES, *TABLE_FILES):
         (out / name).unlink(missing_ok=True)

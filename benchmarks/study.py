@@ -33,6 +33,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from benchmarks.table_frames import mcnemar_p, to_markdown
+from benchmarks.tables import write_all_tables
+from core.artifacts import ArtifactStore
 
 ROW_METHODS = ("baseline", "baseline-long", "impactx", "impactx-nolambda", "impactx-shuffled", "abn", "wae")
 FACTOR_METHODS = ("baseline", "baseline-long", "impactx", "impactx-nolambda", "impactx-shuffled")
@@ -177,8 +180,6 @@ def finished_rows(runs: list[Run], out: Path) -> tuple[pd.DataFrame, pd.DataFram
 
 
 def combine_row(runs: list[Run], out: Path) -> list[Path]:
-    from benchmarks.tables import write_all_tables
-
     rows, images = finished_rows([r for r in runs if r.table == "row"], out)
     if rows.empty:
         return []
@@ -230,7 +231,6 @@ def factor_table(rows: pd.DataFrame, images: pd.DataFrame | None = None) -> tupl
 def paired_images(rows: pd.DataFrame, images: pd.DataFrame, variant: str, control: str) -> dict[str, str]:
     """Test images IMPACTX gets right and the control wrong (+) and the reverse (−), pooled over the variant's seeds,
     and the exact two-sided McNemar p."""
-    from benchmarks.tables import mcnemar_p
 
     runs = set(rows.loc[rows["variant"] == variant, "run"])
     a, b = [], []
@@ -247,8 +247,6 @@ def paired_images(rows: pd.DataFrame, images: pd.DataFrame, variant: str, contro
 
 
 def combine_factors(runs: list[Run], out: Path) -> list[Path]:
-    from benchmarks.tables import to_markdown
-
     rows, images = finished_rows(runs, out)  # the row's seeds are the (partition500, aug on) factor cell
     if rows.empty:
         return []
@@ -344,7 +342,6 @@ def main(argv: list[str] | None = None) -> int:
             print("error: --data must name CIFAR-10 as an image folder or .tar.gz (train/<class>/*, "
                   f"test/<class>/*); got {args.data!r}", file=sys.stderr)
             return 2
-        from benchmarks.artifacts import ArtifactStore
 
         threads = args.threads or max(1, (os.cpu_count() or 1) // n)
         store = ArtifactStore(args.cache_dir)

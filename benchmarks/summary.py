@@ -26,10 +26,14 @@ from typing import Any
 
 import pandas as pd
 
-from benchmarks.artifacts import atomic_write_bytes
+from core.artifacts import atomic_write_bytes
+from benchmarks.logs import cell_log_name
+from benchmarks.report import write_report
+from benchmarks.results import RESULTS_FILE, read_per_image, read_rows
+from benchmarks.table_frames import (FIDELITY_COLUMNS, explanation_image_counts, explanations_long, explanations_wide,
+                                     table2_long, table2_wide, timings_wide)
 
 SCHEMA = "impactx-bench/results/1"
-RESULTS_FILE = "results.json"
 TABLE2_NUMBERS = ("mean", "std", "paper", "delta_vs_paper", "p_seeds", "p_images", "budget_epochs", "budget_images")
 
 
@@ -52,10 +56,6 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 def build_results(out: str | Path) -> dict[str, Any]:
     """The summary of the run in ``out`` (needs ``rows.csv``; ``config.json`` when present)."""
-    from benchmarks.logs import cell_log_name
-    from benchmarks.results import read_per_image, read_rows
-    from benchmarks.tables import (FIDELITY_COLUMNS, explanation_image_counts, explanations_long, table2_long,
-                                   timings_wide)
 
     out = Path(out)
     rows = read_rows(out)
@@ -89,11 +89,6 @@ def write_results(out: str | Path) -> Path:
     return path
 
 
-def read_results(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    return json.loads((path / RESULTS_FILE if path.is_dir() else path).read_text())
-
-
 def table2_frame(results: dict[str, Any]) -> pd.DataFrame:
     """``table2_long`` as a frame again (nulls as NaN)."""
     frame = pd.DataFrame(results.get("table2") or [])
@@ -106,7 +101,6 @@ def table2_frame(results: dict[str, Any]) -> pd.DataFrame:
 def tables_from_results(results: dict[str, Any]) -> dict[str, pd.DataFrame]:
     """Table 2 (the paper's layout), the explanation table and the timings, rebuilt from ``results.json``: the
     same frames ``table2.csv``, ``explanations.csv`` and ``timings.csv`` hold."""
-    from benchmarks.tables import explanations_wide, table2_wide
 
     tables: dict[str, pd.DataFrame] = {}
     long = table2_frame(results)
@@ -132,7 +126,6 @@ def write_summaries(out: str | Path) -> list[Path]:
     if importlib.util.find_spec("benchmarks.report") is None:
         return written
     try:
-        from benchmarks.report import write_report
 
         written.append(write_report(out))
     except Exception:  # noqa: BLE001

@@ -1,6 +1,7 @@
 """The in-memory dataset every method trains on: uint8 image tensors resident on the run's device."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -103,3 +104,13 @@ def stats_of(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]
     """Per-channel mean and std of uint8 images, in [0, 1] units."""
     x = images.float().div_(255.0)
     return tuple(x.mean(dim=(0, 2, 3)).tolist()), tuple(x.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist())
+
+
+def fingerprint(data: "DataBundle") -> str:
+    """A content hash of the training and test sets (cached on the bundle)."""
+    if "fingerprint" not in data.extra:
+        h = hashlib.sha1()
+        for t in (data.train.images, data.train.labels, data.test.images, data.test.labels):
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        data.extra["fingerprint"] = f"{data.name}:{h.hexdigest()[:16]}"
+    return data.extra["fingerprint"]

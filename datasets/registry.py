@@ -7,7 +7,7 @@ from typing import Callable
 import torch
 
 from datasets.base import DataBundle
-from methods.registry import Registry, unknown_name
+from core.registry import Registry, unknown_name
 
 
 @dataclass(frozen=True)

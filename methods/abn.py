@@ -22,10 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.engine import Batch
-from methods.backbones import Backbone, abn_split
+from methods.engine import Batch
+from methods.backbones import Backbone, abn_split, resize_input
 from methods.base import Method
 from methods.registry import register_method
+from core.torch_utils import eval_mode
 
 
 @register_method("abn")
@@ -58,23 +59,13 @@ class ABN(Method):
         return self.to(next(backbone.parameters()).device)
 
     def _trunk_channels(self, backbone: Backbone) -> int:
-        was_training = [m.training for m in (self.extractor, self.attention_trunk)]
-        self.extractor.eval()
-        self.attention_trunk.eval()
-        try:
-            with torch.no_grad():
-                x = torch.zeros(1, 3, self.input_size, self.input_size, device=next(backbone.parameters()).device)
-                channels = int(self.attention_trunk(self.extractor(x)).shape[1])
-        finally:
-            self.extractor.train(was_training[0])
-            self.attention_trunk.train(was_training[1])
-        return channels
+        with eval_mode(self.extractor, self.attention_trunk), torch.no_grad():
+            x = torch.zeros(1, 3, self.input_size, self.input_size, device=next(backbone.parameters()).device)
+            return int(self.attention_trunk(self.extractor(x)).shape[1])
 
     # ------------------------------------------------------------------------------------------------ parts
     def resize(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-1] == self.input_size and x.shape[-2] == self.input_size:
-            return x
-        return F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
+        return resize_input(x, self.input_size)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """g(x)."""

@@ -15,11 +15,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.registry import Registry, unknown_name
+from core.registry import Registry, unknown_name
 
 
 class PretrainedWeightsUnavailable(RuntimeError):
     """Pretrained weights could not be loaded (offline, or a wrong local file)."""
+
+
+def resize_input(x: torch.Tensor, size: int) -> torch.Tensor:
+    """``x`` resized (bilinear) to the model's ``size`` x ``size`` input, or ``x`` itself when it already fits."""
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
 
 
 class Backbone(nn.Module):
@@ -37,9 +44,7 @@ class Backbone(nn.Module):
         self.head = nn.Linear(num_features, num_classes)
 
     def resize(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-1] == self.input_size and x.shape[-2] == self.input_size:
-            return x
-        return F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
+        return resize_input(x, self.input_size)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(self.resize(x))

@@ -2,7 +2,7 @@
 
 Bind the model, pass the data (captum style): a trained method maps a *normalised* batch ``x`` [B, 3, H, W] to
 ``predict(x) -> logits [B, K]`` and ``explain(x, target) -> maps [B, C, H, W]`` at input resolution (C = 1 or 3).
-Training goes through :meth:`fit`, which receives a :class:`benchmarks.context.FitContext`: the data, the shared
+Training goes through :meth:`fit`, which receives a :class:`methods.context.FitContext`: the data, the shared
 training engine, and cached upstream artifacts (the stage-1 model, teacher maps).
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from benchmarks.context import FitContext
+    from methods.context import FitContext
 
 
 class Method(nn.Module):
@@ -59,7 +59,7 @@ class Method(nn.Module):
         gives ``val_accuracy/<stage>`` and ``seconds/<stage>``, the last one ``val_accuracy`` (what grids select
         on), and together the training budget ``budget/epochs`` and ``budget/images`` (summed over the stages,
         the shared stage-1 model included when the method used it); ``"metrics"``: {name: number} gives one row
-        each (direction from :data:`benchmarks.grid.METRIC_DIRECTIONS`, ``info`` otherwise). Everything else is
+        each (direction from its declared score, :mod:`core.scores`; ``info`` when undeclared). Everything else is
         stored with the cell but not tabulated."""
         raise NotImplementedError
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 if TYPE_CHECKING:
-    from benchmarks.context import FitContext
+    from methods.context import FitContext
     from methods.backbones import Backbone
 
 LATENT_DIM = 512

@@ -19,6 +19,7 @@ Registered methods:
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from typing import Any
@@ -27,13 +28,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.engine import Batch
+from methods.engine import Batch
 from methods.base import Method
 from methods.blocks import (DECODER_PRESETS, LATENT_DIM, MAP_SCALES, check_choice, check_stage2_options, freeze,
                             latent_head, make_decoder, scale_maps, shallow_classifier, stage2_engine, trunk_copy)
 from methods.map_fidelity import MapFidelityProbe
 from methods.explainers import create_explainer
 from methods.registry import register_method
+from methods.teacher_maps import TeacherConfig
 
 
 @register_method("impactx")
@@ -196,7 +198,8 @@ class IMPACTXSingle(IMPACTX):
         self.refresh_every = int(refresh_every)
         self.m_loss_weight = float(m_loss_weight)
         self.explainer_options = dict(explainer_options or {})
-        # None: the run's teacher explainer, resolved in fit(); a name is validated now
+        self.explainer_name = explainer  # None: the run's teacher explainer, resolved in fit()
+        # a bad name or option fails now, not after stage 1
         self.explainer = None if explainer is None else create_explainer(explainer, **self.explainer_options)
 
     @classmethod
@@ -210,20 +213,20 @@ class IMPACTXSingle(IMPACTX):
             total = total + self.m_loss_weight * F.cross_entropy(m, batch.y)
         return total, logits
 
-    def current_maps(self, ctx) -> torch.Tensor:
-        """Maps of the current M for every training image w.r.t. its true label, scaled per map."""
-        split = ctx.data.train
-        batch_images = max(1, int(ctx.teacher.batch_images))
-        out = []
-        for i in range(0, len(split), batch_images):
-            x = ctx.data.normalize(split.images[i:i + batch_images])
-            out.append(self.explainer.explain(self.m, x, split.labels[i:i + batch_images]).detach().float())
-        return scale_maps(torch.cat(out), self.map_scale)
+    def refresh_teacher(self, ctx) -> TeacherConfig:
+        """The explainer config of the refreshes: ``explainer`` / ``explainer_options``, else the run's teacher."""
+        if self.explainer_name is None:
+            return dataclasses.replace(ctx.teacher, options={**ctx.teacher.options, **self.explainer_options})
+        return dataclasses.replace(ctx.teacher, explainer=self.explainer_name, options=self.explainer_options)
+
+    def current_maps(self, ctx, chunk: int) -> torch.Tensor:
+        """Maps of the current M for every training image w.r.t. its true label, scaled per map (through the one
+        teacher-map path: cached under a key that includes M's weights)."""
+        maps, _ = ctx.maps_of(self.m, f"{self.name}/chunk{chunk}", self.teacher)
+        return scale_maps(maps, self.map_scale)
 
     def fit(self, ctx) -> dict[str, Any]:
-        if self.explainer is None:
-            options = {**ctx.teacher.options, **self.explainer_options}
-            self.explainer = create_explainer(ctx.teacher.explainer, **options)
+        self.teacher = self.refresh_teacher(ctx)
         m = ctx.build_backbone()
         lep = trunk_copy(ctx, self.lep_init, None, latent_head(m.num_features))
         base_engine = stage2_engine(ctx.engine, **self.stage2)
@@ -235,7 +238,7 @@ class IMPACTXSingle(IMPACTX):
         for chunk in range(chunks):
             epochs = min(self.refresh_every, total_epochs - chunk * self.refresh_every)
             t0 = time.perf_counter()
-            maps = self.current_maps(ctx)  # of the current M (chunk 0: the fresh backbone)
+            maps = self.current_maps(ctx, chunk)  # of the current M (chunk 0: the fresh backbone)
             refresh_s.append(time.perf_counter() - t0)
             if chunk == 0:  # the maps' channel count sizes D
                 self.build(m, lep, maps.shape[1], ctx.data.image_size, frozen_m=False)
@@ -250,5 +253,6 @@ class IMPACTXSingle(IMPACTX):
                "wall_s": sum(r["wall_s"] for r in results), "chunks": len(results),
                "epochs": sum(r["epochs"] for r in results), "images_seen": sum(r["images_seen"] for r in results),
                "best_chunk_val_accuracy": best["best_val_accuracy"]}
-        return {"refresh_every": self.refresh_every, "explainer": self.explainer.config(),
+        explainer = create_explainer(self.teacher.explainer, **self.teacher.options)
+        return {"refresh_every": self.refresh_every, "explainer": explainer.config(),
                 "refresh_s": refresh_s, "lam": self.lam, "fit": fit}

@@ -22,16 +22,19 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from benchmarks.engine import Batch, validation_split
+from core.scores import HIGHER, INFO, LOWER, declare_score
+from methods.engine import Batch, validation_split
 
-FIDELITY_METRICS = {  # name -> direction
-    "map_fidelity": "higher",
-    "map_mse/decoder": "lower",
-    "map_mse/zero": "info",
-    "map_mse/mean": "info",
-    "map_mse/class_mean": "info",
-    "map_grad_share": "info",
-}
+declare_score("map_fidelity", HIGHER, "map_fidelity", "1 - MSE(D(LEP(x)), teacher map) / MSE(per-class mean map, "
+              "teacher map) on validation images; <= 0: nothing image-specific learned")
+declare_score("map_mse", LOWER, "map_fidelity", "MSE against the validation images' teacher maps of the decoder "
+              "(``map_mse/decoder``) and of the zero / mean / per-class mean map", parts=("decoder", "class_mean",
+                                                                                        "mean", "zero"))
+declare_score("map_grad_share", INFO, "map_fidelity", "share of LEP's gradient norm that comes from the map term "
+              "(on a fixed batch of training images; 0 with lambda = 0)")
+#: the rows the probe writes
+FIDELITY_METRICS = ("map_fidelity", "map_mse/decoder", "map_mse/zero", "map_mse/mean", "map_mse/class_mean",
+                    "map_grad_share")
 
 
 def reference_mses(target: torch.Tensor, labels: torch.Tensor, mean_map: torch.Tensor,

@@ -29,13 +29,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.engine import Batch, validation_split
+from methods.engine import Batch, validation_split
 from methods.base import Method
 from methods.blocks import (LATENT_DIM, MAP_SCALES, TRUNK_INITS, as_image_channels, check_choice,
                             check_stage2_options, freeze, latent_head, scale_maps, shallow_classifier, stage2_engine,
                             trunk_copy)
 from methods.explainers import create_explainer
 from methods.registry import register_method
+from methods.teacher_maps import TeacherConfig, teacher_maps
 
 STAGE1_INPUTS = ("features", "logits")
 
@@ -160,7 +161,9 @@ class WAEShap(WAE):
         if explainer_options is None:
             explainer_options = {"max_evals": 200} if explainer == "partition" else {}
         self.explainer_options = dict(explainer_options)
-        self.explainer = create_explainer(explainer, **self.explainer_options)
+        self.explainer = create_explainer(explainer, **self.explainer_options)  # a bad name or option fails now
+        # the whole batch in one call (as before); nothing is cached at test time (every batch is new)
+        self.teacher = TeacherConfig(explainer, self.explainer_options, batch_images=1 << 30)
 
     def per_class_maps(self, x: torch.Tensor) -> torch.Tensor:
         """φ_c(x) for every class, scaled per map like the training maps: [B, K, C, H, W].
@@ -177,7 +180,7 @@ class WAEShap(WAE):
             xc = x.clone()  # a normal tensor even when x is an inference tensor
             for c in range(self.num_classes):
                 target = torch.full((x.shape[0],), c, dtype=torch.long, device=x.device)
-                phi = self.explainer.explain(self.stage1, xc, target).detach().float()
+                phi, _ = teacher_maps(self.stage1, xc, target, self.teacher, explainer=self.explainer)
                 maps.append(scale_maps(phi, self.map_scale))
         out = torch.stack(maps, dim=1)
         self._last_maps = (x.detach().clone(), out)

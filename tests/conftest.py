@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from benchmarks.context import BackboneConfig, FitContext, TeacherConfig
-from benchmarks.engine import Engine, TrainConfig
+from methods.context import BackboneConfig, FitContext, TeacherConfig
+from methods.engine import Engine, TrainConfig
 from datasets import load_dataset
 from markers import apply_gpu_marker
 

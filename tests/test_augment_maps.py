@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-import benchmarks.engine as engine_module
-from benchmarks.engine import Engine, random_crop_flip
+import methods.engine as engine_module
+from methods.engine import Engine, random_crop_flip
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -18,7 +18,7 @@ def estimated_seconds(text: str) -> float:
 
 
 def test_dry_run_plans_estimates_and_trains_nothing_then_sees_the_cache(tmp_path, capsys, monkeypatch):
-    import benchmarks.artifacts as artifacts
+    import core.artifacts as artifacts
 
     out = tmp_path / "run"
     with monkeypatch.context() as patch:  # calibration trains throw-away models in memory; nothing reaches a disk

@@ -1,8 +1,8 @@
 import torch
 from torch import nn
 
-from benchmarks.engine import Engine, TrainConfig, accuracy, random_crop_flip, validation_split
-from benchmarks.context import BackboneConfig, FitContext
+from methods.engine import Engine, TrainConfig, accuracy, random_crop_flip, validation_split
+from methods.context import BackboneConfig, FitContext
 
 
 def test_validation_split_is_seeded_and_disjoint():

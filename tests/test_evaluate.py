@@ -9,9 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmarks import evaluate as ev
-from benchmarks.evaluate import (METRICS, MorfConfig, aopc, area_scores, deletion_auc, direction, ground_truth_scores,
-                                 morf_curves, morf_order, random_curves, region_grid, region_occlusion_maps,
-                                 region_relevance)
+import benchmarks.scores  # noqa: F401  (declares every score)
+from benchmarks.evaluate import (MorfConfig, aopc, area_scores, deletion_auc, ground_truth_scores, morf_curves,
+                                 morf_order, random_curves, region_grid, region_occlusion_maps, region_relevance)
+from core.scores import SCORES, direction, names_of_kind
 from datasets import load_dataset
 from datasets.base import Split
 from methods.backbones import create_backbone
@@ -237,7 +238,7 @@ def test_morf_scores_bundles_curves_and_the_random_reference(synthetic, template
 def test_every_metric_has_a_direction():
     assert direction("aopc/shap") == "higher" and direction("deletion_auc/own") == "lower"
     assert direction("aopc_vs_random") == "higher" and direction("deletion_auc_vs_random") == "lower"
-    assert {m.direction for m in METRICS.values()} == {"higher", "lower"}
+    assert {SCORES.get(n).direction for n in names_of_kind("explanation")} == {"higher", "lower"}
     with pytest.raises(KeyError):
         direction("nonsense/own")
 
@@ -287,8 +288,8 @@ def test_mask_first_map_beats_mask_last_map_on_synthetic(synthetic, template_mod
 def test_briefly_trained_model_prefers_the_mask_region(synthetic):
     """A real (briefly trained, ~55% accurate) model, not a hand-built one: removing the template first hurts it
     more than removing it last (measured: AOPC 0.22 vs 0.13)."""
-    from benchmarks.context import BackboneConfig, FitContext
-    from benchmarks.engine import Engine, TrainConfig, accuracy
+    from methods.context import BackboneConfig, FitContext
+    from methods.engine import Engine, TrainConfig, accuracy
 
     engine = Engine(TrainConfig(epochs=3, batch_size=32, lr=1e-2, augment=False), progress=False)
     model, _ = FitContext(synthetic, engine, BackboneConfig("tiny")).stage1()
@@ -320,7 +321,7 @@ def test_evaluate_explanations_rows(synthetic):
     scores = ("aopc", "deletion_auc", "aopc_vs_random", "deletion_auc_vs_random", "mask_share", "pointing_game")
     assert names == {f"{s}/{src}" for s in scores for src in ("own", "occlusion", "random")}
     for r in rows:
-        assert r["direction"] == METRICS[r["score"]].direction
+        assert r["direction"] == SCORES.get(r["score"]).direction
         assert len(r["per_image"]) == r["n_images"] == 12
         assert r["value"] == pytest.approx(sum(r["per_image"]) / 12, abs=1e-6)
         assert r["explainer"] == "occlusion" and r["target"] == "label"

@@ -117,7 +117,7 @@ def test_lambda_grid_picks_the_best_validation_candidate(tmp_path):
     assert chosen in (0.0, 2.0)
     cells = list((tmp_path / "r" / "artifacts" / "cell").glob("*.pt"))
     assert len(cells) == 2  # one stored training per candidate
-    from benchmarks.artifacts import ArtifactStore
+    from core.artifacts import ArtifactStore
 
     store = ArtifactStore(tmp_path / "r" / "artifacts")
     val = {}

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from benchmarks.results import write_rows
-from benchmarks.tables import to_latex, write_all_tables
+from benchmarks.tables import write_all_tables
+from benchmarks.table_frames import to_latex
 from latex_checks import ENGINES, compile_tables, header_packages, problems
 from test_tables import NASTY, _directional_rows
 

@@ -6,14 +6,14 @@ import json
 import pytest
 import torch
 
-from benchmarks.artifacts import ArtifactStore
+from core.artifacts import ArtifactStore, CorruptShard, read_shard
 from map_checks import FLOAT16_REL, assert_same_maps
-from benchmarks.context import TeacherConfig
+from methods.context import TeacherConfig
 from datasets.base import DataBundle, Split
 from methods.backbones import create_backbone
 from methods.explainers import create_explainer
 from methods.explainers.captum_explainers import Saliency
-from methods.explainers.cache import CorruptShard, cached_maps, read_shard
+from methods.teacher_maps import cached_maps
 
 
 def make_data(n: int = 23, seed: int = 0) -> DataBundle:

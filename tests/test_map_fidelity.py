@@ -25,9 +25,9 @@ def test_reference_mses_match_a_hand_computation():
 def test_impactx_decoder_learns_image_specific_maps_on_synthetic(synthetic, one_thread):
     """On `synthetic` the class lives in a template pasted at a random place, so the teacher maps move from image to
     image and the per-class mean map is blurred: a decoder that reads the image must beat it (fidelity > 0)."""
-    from benchmarks.artifacts import ArtifactStore
-    from benchmarks.context import BackboneConfig, FitContext, TeacherConfig
-    from benchmarks.engine import Engine, TrainConfig
+    from core.artifacts import ArtifactStore
+    from methods.context import BackboneConfig, FitContext, TeacherConfig
+    from methods.engine import Engine, TrainConfig
     from methods.registry import create_method
 
     engine = Engine(TrainConfig(epochs=10, batch_size=64, lr=2e-3, augment=False, val_fraction=0.2), seed=0,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmarks.artifacts import ArtifactStore
-from benchmarks.context import BackboneConfig, FitContext, TeacherConfig
-from benchmarks.engine import Batch, Engine, TrainConfig, validation_split
+from core.artifacts import ArtifactStore
+from methods.context import BackboneConfig, FitContext, TeacherConfig
+from methods.engine import Batch, Engine, TrainConfig, validation_split
 from datasets import load_dataset
 from methods import create_method, list_methods
 from methods.backbones import abn_split, create_backbone

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmarks.artifacts import ArtifactStore
-from benchmarks.context import BackboneConfig, FitContext, TeacherConfig
-from benchmarks.engine import Engine, TrainConfig
+from core.artifacts import ArtifactStore
+from methods.context import BackboneConfig, FitContext, TeacherConfig
+from methods.engine import Engine, TrainConfig
 from methods import create_method, list_methods
 from methods.base import check_map_shape
 from methods.registry import get_method_class

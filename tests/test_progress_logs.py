@@ -9,7 +9,8 @@ import sys
 import pandas as pd
 import pytest
 
-from benchmarks import logs, progress
+from benchmarks import logs
+from core import progress
 from benchmarks.run import main
 from methods.registry import _METHODS
 from test_runner import FAST
@@ -136,7 +137,7 @@ def test_quiet_shows_errors_and_the_summary_only_and_verbose_shows_debug(tmp_pat
                  "--verbose"])
     captured = capsys.readouterr()
     assert code == 0
-    assert "DEBUG benchmarks.artifacts" in captured.err
+    assert "DEBUG core.artifacts" in captured.err
     assert "DEBUG" in (tmp_path / "v" / "run.log").read_text()
 
 

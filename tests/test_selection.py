@@ -11,10 +11,10 @@ import pytest
 import torch
 
 import benchmarks.grid as grid
-from benchmarks.artifacts import ArtifactStore
+from core.artifacts import ArtifactStore
 from benchmarks.config import RunConfig
-from benchmarks.context import BackboneConfig, FitContext
-from benchmarks.engine import Engine, TrainConfig
+from methods.context import BackboneConfig, FitContext
+from methods.engine import Engine, TrainConfig
 
 LAMS = (0.2, 0.6, 1.0, 1.4)
 DECODERS = ("paper", "small")

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from benchmarks.run import main
-from benchmarks.summary import SCHEMA, read_results, tables_from_results
+from benchmarks.results import read_results
+from benchmarks.summary import SCHEMA, tables_from_results
 from test_runner import FAST
 
 

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks.tables import (explanation_image_counts, explanations_long, explanations_wide, mcnemar_p,
-                               paired_tests, summarize, table2_long, table2_wide, timings_wide, to_latex,
-                               write_all_tables)
+from benchmarks.tables import write_all_tables
+from benchmarks.table_frames import (explanation_image_counts, explanations_long, explanations_wide, mcnemar_p,
+                                     paired_tests, summarize, table2_long, table2_wide, timings_wide, to_latex)
 from benchmarks.results import write_rows
 
 
@@ -236,7 +236,7 @@ def test_mcnemar_pooled_over_seeds_matches_an_independent_computation_from_per_i
 
 
 def test_holm_matches_a_hand_computation():
-    from benchmarks.tables import holm
+    from benchmarks.table_frames import holm
 
     # sorted 0.01, 0.03, 0.04 (m = 3): 3 * 0.01 = 0.03; 2 * 0.03 = 0.06; max(0.06, 1 * 0.04) = 0.06
     adjusted = holm([0.04, 0.01, float("nan"), 0.03])
@@ -246,7 +246,7 @@ def test_holm_matches_a_hand_computation():
 
 
 def test_holm_correction_is_per_row_and_changes_the_marks(tmp_path):
-    from benchmarks.tables import holm
+    from benchmarks.table_frames import holm
 
     rows = _directional_rows()
     rows += [{**r, "dataset": "stl10"} for r in rows if r["method"] in ("baseline", "better")]
@@ -284,7 +284,7 @@ NASTY = r"we$ir{d}~^\&%_#<x>|[y]*"
 
 
 def test_latex_escapes_every_special_character_and_writes_plain_ascii():
-    from benchmarks.tables import latex_escape
+    from benchmarks.table_frames import latex_escape
 
     assert latex_escape(NASTY) == (r"we\$ir\{d\}\textasciitilde{}\textasciicircum{}\textbackslash{}\&\%\_\#"
                                    r"$<$x$>$$|${[}y{]}{*}")

@@ -9,12 +9,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.artifacts import ArtifactStore, spec_key
-from benchmarks.context import TeacherConfig
-from datasets.base import DataBundle, Split
+from core.artifacts import ArtifactStore, shard_path, spec_key
+from methods.context import TeacherConfig
+from datasets.base import DataBundle, Split, fingerprint
 from methods.backbones import create_backbone
-from methods.explainers.cache import MAPS_KIND, cached_maps, maps_spec, shard_path
-from methods.explainers import create_explainer
+from methods.teacher_maps import MAPS_KIND, cached_maps, maps_key
 
 MARKER: Path | None = None
 
@@ -88,8 +87,7 @@ def test_planted_map_shard_runs_nothing_and_is_recomputed(tmp_path):
     model = create_backbone("tiny", 3, 12).eval()
     teacher = TeacherConfig("saliency", {}, batch_images=3)
     store = ArtifactStore(tmp_path / "cache")
-    spec = maps_spec(model, data, "train", teacher, "m0", create_explainer("saliency").config())
-    key = spec_key(MAPS_KIND, spec)
+    key = maps_key(model, data.train.images, data.train.labels, teacher, "m0", fingerprint(data))
     directory = tmp_path / "cache" / MAPS_KIND / key
     directory.mkdir(parents=True)
     marker = tmp_path / "pwned-maps"
@@ -171,7 +169,7 @@ def test_result_files_honour_the_umask(tmp_path):
     import os
     import stat
 
-    from benchmarks.artifacts import atomic_write_bytes
+    from core.artifacts import atomic_write_bytes
 
     old = os.umask(0o022)
     try:

@@ -11,7 +11,7 @@ from typing import Any, Callable, ClassVar, TypeVar
 import torch
 from torch import nn
 
-from methods.registry import Registry
+from core.registry import Registry
 
 EXPLAINERS: Registry[type] = Registry("explainer", ("methods.explainers.captum_explainers",
                                                    "methods.explainers.partition", "methods.explainers.shap_reference"))

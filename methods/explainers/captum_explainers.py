@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from methods.explainers.base import Explainer, register_explainer
+from core.torch_utils import eval_mode
 
 
 class _CaptumExplainer(Explainer):
@@ -23,18 +24,14 @@ class _CaptumExplainer(Explainer):
     def explain(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         import captum.attr
 
-        was_training = model.training
-        model.eval()
         forward = self.scores(model)
         method = getattr(captum.attr, self.captum_class)(forward)
         out = []
-        try:
+        with eval_mode(model):
             for start in range(0, x.shape[0], self.batch_size):
                 xb = x[start:start + self.batch_size].detach().clone().requires_grad_(self.input_gradient)
                 tb = target[start:start + self.batch_size].to(x.device)
                 out.append(self.attribute(method, xb, tb).detach())
-        finally:
-            model.train(was_training)
         return torch.cat(out)
 
 

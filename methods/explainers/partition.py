@@ -40,6 +40,8 @@ from torch import nn
 
 from methods.explainers.base import Explainer, register_explainer
 from methods.fast_forward import BatchForward, compile_model, prefers_channels_last
+from core.progress import progress as progress_bar
+from core.torch_utils import eval_mode
 
 
 def parse_blur(masker: str) -> tuple[int, int]:
@@ -375,15 +377,11 @@ class Partition(Explainer):
         return self._compiled[1]
 
     def explain(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        was_training = model.training
-        model.eval()
         forward = self.scores(model)
         bar = None
         if self._progress:
-            from benchmarks.progress import progress
-
-            bar = progress(x.shape[0] * self.max_evals, "partition evals", unit="eval", unit_scale=True, level=2,
-                           close_line=False)
+            bar = progress_bar(x.shape[0] * self.max_evals, "partition evals", unit="eval", unit_scale=True, level=2,
+                               close_line=False)
         try:
             x = x.detach()
             background = blur_images(x, parse_blur(self.masker))
@@ -392,10 +390,11 @@ class Partition(Explainer):
             per_image = x[0].numel()
             batch_size = self._batch_size or (min(1024, max(32, 2_000_000 // per_image)) if x.device.type == "cpu"
                                               else 2048)
-            values, _ = owen_partition(forward, x, background, target, self.max_evals, self.seed, batch_size, bar,
-                                       compiled_forward=self.scores(self.compiled(model)) if self._compile else None)
+            with eval_mode(model):
+                values, _ = owen_partition(forward, x, background, target, self.max_evals, self.seed, batch_size, bar,
+                                           compiled_forward=self.scores(self.compiled(model)) if self._compile
+                                           else None)
         finally:
-            model.train(was_training)
             if bar is not None:
                 bar.close()
         return torch.from_numpy(values).to(device=x.device, dtype=torch.float32)

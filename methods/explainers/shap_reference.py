@@ -16,6 +16,7 @@ from torch import nn
 
 from methods.explainers.base import Explainer, register_explainer
 from methods.fast_forward import LayoutForward
+from core.torch_utils import eval_mode
 
 
 @register_explainer("shap-partition")
@@ -38,8 +39,6 @@ class ShapPartition(Explainer):
     def explain(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         import shap
 
-        was_training = model.training
-        model.eval()
         # shap hands over channels-last arrays; their NCHW view is channels-last in memory (the fast CPU layout),
         # and a model that cannot take that (a .view on its activations) gets contiguous batches instead
         forward = LayoutForward(self.scores(model), channels_last=True)
@@ -57,13 +56,13 @@ class ShapPartition(Explainer):
         state = np.random.get_state()
         out = []
         try:
-            for i in range(len(hwc)):
-                np.random.seed(self.seed)
-                exp = explainer(hwc[i:i + 1], max_evals=self.max_evals, batch_size=self.batch_size,
-                                outputs=[int(target[i])], silent=True)
-                out.append(np.asarray(exp.values)[0, ..., 0])  # (H, W, C)
+            with eval_mode(model):
+                for i in range(len(hwc)):
+                    np.random.seed(self.seed)
+                    exp = explainer(hwc[i:i + 1], max_evals=self.max_evals, batch_size=self.batch_size,
+                                    outputs=[int(target[i])], silent=True)
+                    out.append(np.asarray(exp.values)[0, ..., 0])  # (H, W, C)
         finally:
             np.random.set_state(state)
-            model.train(was_training)
         values = np.stack(out).transpose(0, 3, 1, 2)
         return torch.from_numpy(np.ascontiguousarray(values)).to(device=device, dtype=torch.float32)

@@ -2,7 +2,7 @@
 
 On a terminal (``sys.stderr.isatty()``) every level gets one tqdm bar: the grid (cells, naming the running group and
 method), the running stage (steps or images, with ETA) and, for SHAP Partition, the evaluations of the current
-shard. Every bar also emits plain progress lines through the ``benchmarks.progress`` logger, at most one per
+shard. Every bar also emits plain progress lines through the ``core.progress`` logger, at most one per
 ``LINE_INTERVAL`` seconds (and one when it closes): without a terminal (CI, ``nohup``, a pipe) those lines are what
 the console shows — timestamped by the log format, no carriage returns, no escape codes — and in every mode they go
 to the run log and the running cell's log. :func:`configure` (called by the CLI) says whether bars are drawn.
@@ -14,7 +14,7 @@ import sys
 import time
 from typing import IO, Any
 
-log = logging.getLogger("benchmarks.progress")
+log = logging.getLogger("core.progress")
 LINE_INTERVAL = 30.0  # seconds between two progress lines of one bar
 
 _state: dict[str, Any] = {"bars": None, "stream": None, "lines": True, "activity": "", "top": None}

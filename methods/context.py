@@ -6,7 +6,6 @@ method of a cell reuses the same stage-1 model and the same maps, and a re-run r
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -14,10 +13,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from benchmarks.artifacts import ArtifactStore
-from benchmarks.engine import Batch, Engine, FitResult
-from datasets.base import DataBundle
+from core.artifacts import ArtifactStore
+from methods.engine import Batch, Engine, FitResult
+from datasets.base import DataBundle, fingerprint
 from methods.backbones import Backbone, create_backbone
+from methods.teacher_maps import TeacherConfig, teacher_maps
 
 
 @dataclass(frozen=True)
@@ -30,25 +30,6 @@ class BackboneConfig:
     def build(self, num_classes: int, image_size: int) -> Backbone:
         return create_backbone(self.name, num_classes, image_size, self.input_size, self.pretrained,
                                self.weights_path)
-
-
-@dataclass(frozen=True)
-class TeacherConfig:
-    """How teacher maps are computed (paper: SHAP Partition, 2000 evaluations, true class, probability)."""
-
-    explainer: str = "partition"
-    options: dict[str, Any] = field(default_factory=lambda: {"max_evals": 2000})
-    batch_images: int = 500  # images explained per shard / call
-
-
-def fingerprint(data: DataBundle) -> str:
-    """A content hash of the training and test sets (cached on the bundle)."""
-    if "fingerprint" not in data.extra:
-        h = hashlib.sha1()
-        for t in (data.train.images, data.train.labels, data.test.images, data.test.labels):
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
-        data.extra["fingerprint"] = f"{data.name}:{h.hexdigest()[:16]}"
-    return data.extra["fingerprint"]
 
 
 @dataclass
@@ -113,14 +94,21 @@ class FitContext:
         return self.artifacts.get_or_create("stage1", self.stage1_spec(engine), train, self.device)
 
     def teacher_maps(self, model: torch.nn.Module, model_key: str) -> torch.Tensor:
-        """Teacher maps of ``model`` for every training image w.r.t. its true label, [N, C, H, W] float32."""
-        from methods.explainers.cache import cached_maps
-
+        """The run's teacher maps of ``model`` for every training image w.r.t. its true label, [N, C, H, W] float32
+        (shared by every method of the group; what they cost is recorded in ``facts["teacher_maps"]``)."""
         stats: dict[str, Any] = {}
-        maps = cached_maps(model, self.data, "train", self.teacher, model_key, self.artifacts,
-                           progress=self.engine.progress, stats=stats)
+        maps, _ = self.maps_of(model, model_key, stats=stats)
         self.facts["teacher_maps"] = stats
         return maps
+
+    def maps_of(self, model: torch.nn.Module, model_key: str, teacher: TeacherConfig | None = None,
+                split: str = "train", stats: dict[str, Any] | None = None) -> tuple[torch.Tensor, str]:
+        """Maps of ``model`` for every image of ``data.<split>`` w.r.t. its true label by ``teacher`` (default: the
+        run's), through the one cached path (:func:`methods.teacher_maps.teacher_maps`); returns (maps, key)."""
+        part = getattr(self.data, split)
+        return teacher_maps(model, part.images, part.labels, teacher or self.teacher, store=self.artifacts,
+                            model_key=model_key, data_key=fingerprint(self.data), normalize=self.data.normalize,
+                            label=split, progress=self.engine.progress, stats=stats)
 
 
 def _cross_entropy(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:

@@ -74,6 +74,50 @@ def safe_payload(value: Any) -> Any:
     return value
 
 
+class CorruptShard(RuntimeError):
+    """A shard that fails its checks (truncated, corrupt, another key's, wrong shape); it is recomputed."""
+
+
+def shard_path(directory: Path, index: int) -> Path:
+    return directory / f"shard_{index:05d}.pt"
+
+
+def write_shard(path: Path, key: str, index: int, start: int, maps: torch.Tensor, seconds: float = 0.0) -> None:
+    """Write one shard atomically; ``seconds`` (what computing it took) is kept in the header for reports."""
+    buffer = io.BytesIO()
+    torch.save(maps.detach().to(device="cpu", dtype=torch.float16).contiguous(), buffer)
+    body = buffer.getvalue()
+    header = json.dumps({"sha256": hashlib.sha256(body).hexdigest(), "key": key, "index": index, "start": start,
+                         "stop": start + int(maps.shape[0]), "shape": list(maps.shape),
+                         "seconds": float(seconds)}).encode()
+    atomic_write_bytes(path, len(header).to_bytes(8, "little") + header + body)
+
+
+def read_shard(path: Path, key: str, index: int, start: int, stop: int) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The float16 maps of a shard and its header; :class:`CorruptShard` if anything does not check out."""
+    raw = path.read_bytes()
+    try:
+        size = int.from_bytes(raw[:8], "little")
+        if len(raw) < 8 + size:
+            raise CorruptShard("truncated header")
+        header = json.loads(raw[8:8 + size])
+        body = raw[8 + size:]
+        if hashlib.sha256(body).hexdigest() != header["sha256"]:
+            raise CorruptShard("checksum mismatch (truncated or corrupt payload)")
+        if (header["key"], header["index"], header["start"], header["stop"]) != (key, index, start, stop):
+            raise CorruptShard(f"header does not match (key {header['key']}, images {header['start']}:"
+                               f"{header['stop']}; expected {key}, {start}:{stop})")
+        maps = torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
+        if not isinstance(maps, torch.Tensor) or list(maps.shape) != header["shape"] or maps.shape[0] != stop - start:
+            raise CorruptShard("payload shape does not match its header")
+    except CorruptShard as err:
+        raise CorruptShard(f"{path}: {err}") from err
+    except (ValueError, KeyError, TypeError, json.JSONDecodeError, RuntimeError, EOFError, UnicodeDecodeError,
+            pickle.UnpicklingError) as err:
+        raise CorruptShard(f"{path}: {type(err).__name__}: {err}") from err
+    return maps, header
+
+
 class ArtifactStore:
     def __init__(self, root: str | Path | None) -> None:
         self.root = Path(root) if root is not None else None
@@ -107,6 +151,46 @@ class ArtifactStore:
                 yield True
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    # -- sharded artifacts: one folder per key, one file per shard, written and checked one by one ------------
+    def shard_dir(self, kind: str, key: str) -> Path | None:
+        """The folder of a sharded artifact (``None`` in memory)."""
+        return None if self.root is None else self.root / kind / key
+
+    def describe_shards(self, kind: str, key: str, description: dict[str, Any]) -> None:
+        """Write ``spec.json`` (what the key was made of, for humans) once."""
+        folder = self.shard_dir(kind, key)
+        if folder is not None and not (folder / "spec.json").exists():
+            atomic_write_bytes(folder / "spec.json", json.dumps(description, indent=1, default=str).encode())
+
+    def load_shard(self, kind: str, key: str, index: int, start: int, stop: int
+                   ) -> tuple[torch.Tensor, dict[str, Any]] | None:
+        """Shard ``index`` (images ``start:stop``) with its header, ``None`` if absent; :class:`CorruptShard` if it
+        does not check out."""
+        folder = self.shard_dir(kind, key)
+        path = None if folder is None else shard_path(folder, index)
+        if path is None or not path.exists():
+            return None
+        tensor, header = read_shard(path, key, index, start, stop)
+        self.loaded.append(f"{kind}/{key}/{index}")
+        return tensor, header
+
+    def save_shard(self, kind: str, key: str, index: int, start: int, tensor: torch.Tensor,
+                   seconds: float = 0.0) -> None:
+        folder = self.shard_dir(kind, key)
+        if folder is not None:
+            write_shard(shard_path(folder, index), key, index, start, tensor, seconds)
+        self.created.append(f"{kind}/{key}/{index}")
+
+    # -- this process's memory: finished artifacts already loaded or computed --------------------------------
+    def recall(self, kind: str, key: str) -> Any | None:
+        value = self._memory.get(f"{kind}/{key}")
+        if value is not None:
+            self.loaded.append(f"{kind}/{key}")
+        return value
+
+    def remember(self, kind: str, key: str, value: Any) -> None:
+        self._memory[f"{kind}/{key}"] = value
 
     def path(self, kind: str, key: str) -> Path | None:
         return None if self.root is None else self.root / kind / f"{key}.pt"

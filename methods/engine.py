@@ -18,6 +18,8 @@ import torch
 from torch import nn
 
 from datasets.base import DataBundle, Split
+from core.progress import progress as progress_bar
+from core.torch_utils import eval_mode
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +202,8 @@ class Engine:
                     best_acc, best_epoch = record["val_accuracy"], epoch
                     best_state = copy.deepcopy(module.state_dict())
             if on_epoch_end is not None:
-                record.update(_in_eval_mode(module, on_epoch_end))
+                with eval_mode(module):
+                    record.update(on_epoch_end())
             history.append(record)
             bar.set_postfix({k: round(v, 4) for k, v in record.items() if k != "epoch"})
             log.debug("%s: epoch %d/%d %s", desc or self.desc, epoch + 1, cfg.epochs,
@@ -249,24 +252,11 @@ def predict_logits(predict: Callable[[torch.Tensor], torch.Tensor], data: DataBu
                    batch_size: int = 1000) -> torch.Tensor:
     """Logits [N, K] of ``predict`` over a split, normalised on the fly, with its module in eval mode."""
     owner = predict if isinstance(predict, nn.Module) else getattr(predict, "__self__", None)
-    was_training = isinstance(owner, nn.Module) and owner.training
-    if isinstance(owner, nn.Module):
-        owner.eval()
-    try:
+    with eval_mode(*([owner] if isinstance(owner, nn.Module) else [])):
         return torch.cat([predict(data.normalize(split.images[i:i + batch_size]))
                           for i in range(0, len(split), batch_size)])
-    finally:
-        if was_training:
-            owner.train()
 
 
-def _in_eval_mode(module: nn.Module, fn: Callable[[], dict[str, float]]) -> dict[str, float]:
-    was_training = module.training
-    module.eval()
-    try:
-        return fn()
-    finally:
-        module.train(was_training)
 
 
 def accuracy(predict: Callable[[torch.Tensor], torch.Tensor], data: DataBundle, split: Split,
@@ -276,6 +266,4 @@ def accuracy(predict: Callable[[torch.Tensor], torch.Tensor], data: DataBundle, 
 
 
 def _progress(total: int, desc: str, enabled: bool):
-    from benchmarks.progress import progress
-
-    return progress(total, desc, enabled, unit="step")
+    return progress_bar(total, desc, enabled, unit="step")
