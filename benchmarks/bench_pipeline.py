@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from core.artifacts import ArtifactStore
 from benchmarks.bench_engine import bare_loop
-from benchmarks.config import RunConfig, apply_settings, parse_setting
+from benchmarks.config import ConfigError, RunConfig, apply_settings, parse_setting
 from methods.context import BackboneConfig, FitContext
 from methods.engine import Batch, Engine, predict_logits
 from benchmarks.environment import device_name, resolve_device
@@ -129,18 +129,22 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    data = load_dataset(args.dataset, root=args.data_root, device=device)
-    if args.limit_train:
-        data = data.limit(args.limit_train, None, seed=0)
     flags = [("train.epochs", args.epochs), ("train.batch_size", args.batch_size), ("train.lr", 1e-3),
              ("train.val_fraction", 0.1), ("train.augment", True), ("teacher.explainer", args.teacher),
              ("teacher.batch_images", 1000)]
     flags += [("teacher.options.max_evals", args.max_evals)] if args.teacher == "partition" else []
     methods = [m for m in args.methods.split(",") if m]
     flags += [(f"method.{m}.decoder", args.decoder) for m in methods if args.decoder and m.startswith("impactx")]
-    cfg = apply_settings(RunConfig(), flags + args.set)  # the run's settings code and dataclasses
+    try:
+        cfg = apply_settings(RunConfig(), flags + args.set)  # the run's settings code and dataclasses; before any work
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     teacher, options = cfg.teacher, cfg.teacher.options
+    device = resolve_device(args.device)
+    data = load_dataset(args.dataset, root=args.data_root, device=device)
+    if args.limit_train:
+        data = data.limit(args.limit_train, None, seed=0)
     ctx = FitContext(data, Engine(cfg.train, seed=0, progress=False), BackboneConfig(args.backbone), seed=0,
                      teacher=teacher, artifacts=ArtifactStore(None))
     stages: list[dict[str, Any]] = []
