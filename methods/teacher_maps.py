@@ -127,8 +127,10 @@ def teacher_maps(model: torch.nn.Module, images: torch.Tensor, targets: torch.Te
 
     todo = [i for i in range(n_shards) if not load_if_done(i)]
     if todo:
+        # test-time maps (no store, no progress asked) are part of a prediction: no bar and no progress lines
+        quiet = {} if keep or progress else {"close_line": False, "interval": math.inf}
         bar = progress_bar(n, f"maps {teacher.explainer} {label}".rstrip(), progress, unit="img",
-                           initial=n - sum(bounds[i][1] - bounds[i][0] for i in todo))
+                           initial=n - sum(bounds[i][1] - bounds[i][0] for i in todo), **quiet)
         log.debug("teacher maps %s: %d of %d shard(s) to compute (%s)", key, len(todo), n_shards,
                   store.shard_dir(MAPS_KIND, key) or "in memory")
         if progress and hasattr(explainer, "_progress"):

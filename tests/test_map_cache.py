@@ -211,3 +211,19 @@ def test_cli_computes_then_resumes(tmp_path, capsys):
     assert code == 0 and json.loads(out)["shards_computed"] == 1
     code, out, _ = run_cli(args, capsys)
     assert json.loads(out)["shards_computed"] == 0
+
+
+def test_maps_without_a_store_are_exact_uncached_and_silent(caplog):
+    """wae-shap's test-time maps: part of a prediction, so full precision, nothing kept, no progress lines."""
+    from methods.teacher_maps import teacher_maps
+
+    data, model = make_data(), make_model()
+    x = data.normalize(data.train.images)
+    caplog.set_level("INFO", logger="core.progress")
+    maps, key = teacher_maps(model, x, data.train.labels, TEACHER)
+    assert key == "" and maps.dtype == torch.float32
+    torch.testing.assert_close(maps, create_explainer("saliency").explain(model.eval(), x, data.train.labels))
+    assert not [r for r in caplog.records if r.name == "core.progress"]
+    stored, key = teacher_maps(model, x, data.train.labels, TEACHER, store=ArtifactStore(None))
+    assert key and [r for r in caplog.records if r.name == "core.progress"]  # a cached computation reports
+    assert_same_maps(stored, maps, rel=FLOAT16_REL)  # the store holds float16
