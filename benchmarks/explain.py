@@ -21,7 +21,7 @@ from methods.context import BackboneConfig, FitContext, TeacherConfig
 from methods.engine import Engine
 from methods.explainers import create_explainer, list_explainers
 from methods.registry import UnknownNameError
-from methods.teacher_maps import MAPS_KIND, cached_maps
+from methods.teacher_maps import MAPS_KIND, split_maps
 
 EXAMPLES = """examples:
   python -m benchmarks.explain --dataset digits --backbone lenet5 --explainer partition
@@ -129,19 +129,18 @@ def run(args: argparse.Namespace) -> int:
         return 1
     t1 = time.perf_counter()
 
-    before = len(ctx.artifacts.created)
-    maps = cached_maps(model, data, args.split, teacher, model_key, ctx.artifacts, progress=not args.quiet)
+    stats: dict = {}
+    maps, key = split_maps(model, data, args.split, teacher, model_key, ctx.artifacts, progress=not args.quiet,
+                           stats=stats)
     t2 = time.perf_counter()
-    computed = [k for k in ctx.artifacts.created[before:] if k.startswith(MAPS_KIND + "/")]
-    key = (computed or [k for k in ctx.artifacts.loaded if k.startswith(MAPS_KIND + "/")] or ["?/?"])[0].split("/")[1]
     n = len(getattr(data, args.split))
     print(json.dumps({
         "dataset": args.dataset, "backbone": args.backbone, "seed": args.seed, "split": args.split, "images": n,
         "explainer": explainer.config(), "stage1_key": model_key,
         "stage1_val_accuracy": ctx.facts.get("stage1_fit", {}).get("best_val_accuracy"),
         "maps_dir": str(ctx.artifacts.root / MAPS_KIND / key), "maps_shape": list(maps.shape),
-        "shards_computed": len(computed), "stage1_s": round(t1 - t0, 2), "maps_s": round(t2 - t1, 2),
-        "seconds_per_image": round((t2 - t1) / max(1, n), 5) if computed else None,
+        "shards_computed": stats["shards_computed"], "stage1_s": round(t1 - t0, 2), "maps_s": round(t2 - t1, 2),
+        "seconds_per_image": round((t2 - t1) / max(1, n), 5) if stats["shards_computed"] else None,
     }, indent=1))
     return 0
 

@@ -17,7 +17,7 @@ from core.artifacts import ArtifactStore
 from methods.engine import Batch, Engine, FitResult
 from datasets.base import DataBundle, fingerprint
 from methods.backbones import Backbone, create_backbone
-from methods.teacher_maps import TeacherConfig, teacher_maps
+from methods.teacher_maps import TeacherConfig, split_maps
 
 
 @dataclass(frozen=True)
@@ -105,10 +105,8 @@ class FitContext:
                 split: str = "train", stats: dict[str, Any] | None = None) -> tuple[torch.Tensor, str]:
         """Maps of ``model`` for every image of ``data.<split>`` w.r.t. its true label by ``teacher`` (default: the
         run's), through the one cached path (:func:`methods.teacher_maps.teacher_maps`); returns (maps, key)."""
-        part = getattr(self.data, split)
-        return teacher_maps(model, part.images, part.labels, teacher or self.teacher, store=self.artifacts,
-                            model_key=model_key, data_key=fingerprint(self.data), normalize=self.data.normalize,
-                            label=split, progress=self.engine.progress, stats=stats)
+        return split_maps(model, self.data, split, teacher or self.teacher, model_key, self.artifacts,
+                          self.engine.progress, stats)
 
 
 def _cross_entropy(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:

@@ -172,12 +172,19 @@ def teacher_maps(model: torch.nn.Module, images: torch.Tensor, targets: torch.Te
     return maps.float().to(device), key
 
 
+def split_maps(model: torch.nn.Module, data: DataBundle, split: str, teacher: TeacherConfig,
+               model_key: str, artifacts: ArtifactStore, progress: bool = True,
+               stats: dict[str, Any] | None = None) -> tuple[torch.Tensor, str]:
+    """:func:`teacher_maps` of a whole split of ``data`` w.r.t. its true labels (raw images, normalised per shard);
+    returns (maps, key)."""
+    part = getattr(data, split)
+    return teacher_maps(model, part.images, part.labels, teacher, store=artifacts, model_key=model_key,
+                        data_key=fingerprint(data), normalize=data.normalize, label=split, progress=progress,
+                        stats=stats)
+
+
 def cached_maps(model: torch.nn.Module, data: DataBundle, split: str, teacher: TeacherConfig,
                 model_key: str, artifacts: ArtifactStore, progress: bool = True,
                 stats: dict[str, Any] | None = None) -> torch.Tensor:
-    """:func:`teacher_maps` of a whole split of ``data`` w.r.t. its true labels (raw images, normalised per shard)."""
-    part = getattr(data, split)
-    maps, _ = teacher_maps(model, part.images, part.labels, teacher, store=artifacts, model_key=model_key,
-                           data_key=fingerprint(data), normalize=data.normalize, label=split, progress=progress,
-                           stats=stats)
-    return maps
+    """:func:`split_maps` without the key."""
+    return split_maps(model, data, split, teacher, model_key, artifacts, progress, stats)[0]
