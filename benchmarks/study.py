@@ -47,7 +47,8 @@ DECODER_METHODS = ("impactx", "impactx-nolambda", "impactx-shuffled")
 COMMON = {"train.epochs": 20, "train.batch_size": 128, "train.lr": 1e-3, "train.val_fraction": 0.1,
           "train.augment": True, "explanation_images": 200, "teacher.batch_images": 1000}
 STAGE2 = {"epochs": 15}
-DECODER = {"decoder": "small"}  # FC -> 16 x 8 x 8, two [conv16, conv16, up] blocks: sized for 8 x 8-cell maps
+DECODERS = ("paper", "small", "tiny")  # methods.blocks.DECODER_PRESETS; the study's runs use "small"
+ROW2000_METHODS = ("baseline", "baseline-long", "impactx", "impactx-nolambda", "impactx-shuffled", "wae")
 TEACHERS = {
     # SHAP Partition as in the paper, but 500 evaluations (2000 cost ~1 h per seed on 2 CPU cores)
     "partition500": {"teacher.explainer": "partition", "teacher.options.max_evals": 500,
@@ -67,6 +68,7 @@ class Run:
     teacher: str
     augment: bool  # stage-2 augmentation (crop + flip of images and maps)
     methods: tuple[str, ...]
+    decoder: str = "small"  # FC -> 16 x 8 x 8, two [conv16, conv16, up] blocks: sized for 8 x 8-cell maps
 
     def settings(self) -> dict:
         out = {**COMMON, **TEACHERS[self.teacher], **({"extra": list(EXTRA)} if EXTRA else {})}
@@ -74,12 +76,13 @@ class Run:
             if m in STAGE2_METHODS:
                 out.update({f"method.{m}.{k}": v for k, v in {**STAGE2, "augment": self.augment}.items()})
             if m in DECODER_METHODS:
-                out.update({f"method.{m}.{k}": v for k, v in DECODER.items()})
+                out[f"method.{m}.decoder"] = self.decoder
         return out
 
     @property
     def variant(self) -> str:
-        return f"{self.teacher}, stage-2 aug {'on' if self.augment else 'off'}"
+        return (f"{self.teacher}, stage-2 aug {'on' if self.augment else 'off'}"
+                + (f", decoder {self.decoder}" if self.decoder != "small" else ""))
 
 
 def plan() -> list[Run]:
@@ -90,6 +93,12 @@ def plan() -> list[Run]:
         for teacher, augment in (("occlusion", False), ("partition500", False), ("occlusion", True)):
             runs.append(Run(f"factor-{teacher}-aug{'on' if augment else 'off'}-seed{seed}", "factors", seed,
                             teacher, augment, FACTOR_METHODS))
+    # the paper's 2000-evaluation teacher maps at seed 0 (ABN uses no maps: its 500-evaluation cell stands)
+    runs.append(Run("row2000-seed0", "factors", 0, "partition2000", True, ROW2000_METHODS))
+    # the decoder, chosen on validation (the row's runs are the "small" cells)
+    for seed, decoder in ((0, "paper"), (0, "tiny"), (1, "tiny"), (1, "paper"), (2, "tiny")):
+        runs.append(Run(f"decoder-{decoder}-seed{seed}", "decoders", seed, "partition500", True, ("impactx",),
+                        decoder))
     return runs
 
 
@@ -247,7 +256,8 @@ def paired_images(rows: pd.DataFrame, images: pd.DataFrame, variant: str, contro
 
 
 def combine_factors(runs: list[Run], out: Path) -> list[Path]:
-    rows, images = finished_rows(runs, out)  # the row's seeds are the (partition500, aug on) factor cell
+    # the row's seeds are the (partition500, aug on) factor cell
+    rows, images = finished_rows([r for r in runs if r.table != "decoders"], out)
     if rows.empty:
         return []
     rows = rows[rows["method"].isin(FACTOR_METHODS)]

@@ -50,6 +50,8 @@ DECODER_PRESETS = {
     "paper": {"width": 128, "start": None, "blocks": None},
     # sized for block-constant teacher maps (8 x 8 cells at 32 px): FC -> 16 x 8 x 8, two blocks of 16 filters
     "small": {"width": 16, "start": 8, "blocks": None},
+    # the small decoder at half the width: FC -> 8 x 8 x 8, two blocks of 8 filters (~1/3 of small's multiply-adds)
+    "tiny": {"width": 8, "start": 8, "blocks": None},
 }
 
 

@@ -78,6 +78,7 @@ class FitResult:
     images_per_s: float
     epochs: int = 0  # epochs trained (the budget; the kept weights are those of ``best_epoch``)
     images_seen: int = 0  # training images processed (with repeats): epochs x images per epoch
+    warm_images_per_s: float = 0.0  # the same rate without the first epoch (compilation, warm-up) when epochs > 1
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -165,7 +166,7 @@ class Engine:
             steps = min(steps, cfg.max_steps_per_epoch)
         best_acc, best_epoch, best_state = -1.0, -1, None
         history: list[dict[str, float]] = []
-        seen, train_time = 0, 0.0
+        seen, train_time, first_seen, first_time = 0, 0.0, 0, 0.0
         start = time.perf_counter()
         bar = _progress(cfg.epochs * steps, desc or self.desc, self.progress)
         step_loss = compiled_or_eager(loss_fn) if cfg.compile else loss_fn
@@ -195,6 +196,8 @@ class Engine:
                 raise FloatingPointError(f"non-finite training loss ({train_loss}) in epoch {epoch}: "
                                          "lower train.lr or check the inputs")
             train_time += time.perf_counter() - t0
+            if epoch == 0:
+                first_seen, first_time = seen, train_time
             record = {"epoch": epoch, "train_loss": train_loss}
             if len(val_idx):
                 record["val_accuracy"] = accuracy(predict, data, data.train.subset(val_idx), cfg.eval_batch_size)
@@ -212,8 +215,10 @@ class Engine:
         if best_state is not None:
             module.load_state_dict(best_state)
         module.eval()
-        return FitResult(best_acc, best_epoch, history, time.perf_counter() - start,
-                         seen / train_time if train_time else 0.0, epochs=cfg.epochs, images_seen=seen)
+        rate = seen / train_time if train_time else 0.0
+        warm = (seen - first_seen) / (train_time - first_time) if cfg.epochs > 1 and train_time > first_time else rate
+        return FitResult(best_acc, best_epoch, history, time.perf_counter() - start, rate, epochs=cfg.epochs,
+                         images_seen=seen, warm_images_per_s=warm)
 
     def _batch(self, split: Split, index: torch.Tensor, extras: dict[str, torch.Tensor] | None,
                generator: torch.Generator, stats: tuple[torch.Tensor, torch.Tensor]) -> Batch:
