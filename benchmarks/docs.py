@@ -167,8 +167,8 @@ OPTION_HELP: dict[str, str] = {
     "map_scale": "`max_abs`: each teacher map divided by its max |value|; `raw`: unscaled",
     "lep_init": "LEP's starting weights: `stage1` (the stage-1 model), `pretrained` (the backbone's default "
                 "weights) or `scratch`",
-    "decoder": "decoder preset: `paper` (FC → 128 × 4 × 4 at 32 px, 128/64/32 filters) or `small` (FC → 16 × 8 × 8, "
-               "16 filters)",
+    "decoder": "decoder preset: `paper` (FC → 128 × 4 × 4 at 32 px, 128/64/32 filters), `small` (FC → 16 × 8 × 8, "
+               "16 filters) or `tiny` (FC → 8 × 8 × 8, 8 filters)",
     "decoder_width": "filters of D's first block, halved per block (None: the preset's)",
     "decoder_start": "side of D's first map in pixels (None: the preset's)",
     "decoder_blocks": "number of [Conv, Conv, UpSampling] blocks (None: as many as reach the image size)",

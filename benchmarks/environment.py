@@ -41,10 +41,23 @@ def device_name(device: str | torch.device) -> str:
     return f"{platform.processor() or platform.machine()} CPU ({torch.get_num_threads()} threads)"
 
 
+def cpu_model() -> str:
+    """The processor's marketing name (``/proc/cpuinfo`` on Linux). Recorded because CPU float kernels differ by
+    instruction set: the same seed can train a different model on another processor."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment(device: str | torch.device) -> dict[str, Any]:
     return {"git_sha": git_sha(), "python": platform.python_version(), "platform": platform.platform(),
             "hostname": platform.node(), "device": str(device), "device_name": device_name(device),
-            "packages": package_versions()}
+            "cpu_model": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "threads": torch.get_num_threads(), "packages": package_versions()}
 
 
 def resolve_device(name: str) -> torch.device:

@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
+import pandas as pd
 import torch
 
 from benchmarks import figures as plots
 from benchmarks.config import ConfigError, RunConfig
 from benchmarks.explanation_quality import explain_and_perturb, rows_from_run
 from benchmarks.logs import cell_log
-from core.artifacts import ArtifactStore
+from core.artifacts import ArtifactStore, atomic_write_bytes
 from core.progress import set_activity
 import benchmarks.scores  # noqa: F401  (declares every score)
 from core.scores import code_fingerprint, registry_fingerprint, row
@@ -139,6 +140,7 @@ def run_group(cfg: RunConfig, group: Group, data: DataBundle, artifacts: Artifac
             if cell_row["metric"] == "accuracy" and per_image is not None:
                 rows[-1]["per_image"] = "".join("1" if c else "0" for c in per_image)
     set_activity("")
+    write_histories(cfg, group, data.name, results)
     for figure_row in write_figures(cfg, group, data.name, results):  # a figure that failed is a row, not silence
         rows.append({"backbone": group.backbone, "dataset": data.name, "seed": group.seed, **figure_row})
     return rows
@@ -288,6 +290,27 @@ def explanation_rows(cfg: RunConfig, method, data: DataBundle, seed: int,
     return rows, figure
 
 
+def group_stem(dataset: str, group: Group) -> str:
+    return f"{dataset.replace(':', '-').replace('/', '_')}_{group.backbone}_seed{group.seed}"
+
+
+def write_histories(cfg: RunConfig, group: Group, dataset: str, results: dict[str, dict[str, Any]]) -> Path | None:
+    """Per group: every training stage's per-epoch record (train loss, validation accuracy, map fidelity, ...) as
+    ``histories/<dataset>_<backbone>_seed<k>.csv``, one row per (method, stage, epoch). With a constant learning
+    rate the first E epochs of a run are an E-epoch run, so a stage's length can be chosen on these curves."""
+    records = []
+    for method, result in results.items():
+        for name, fit in ((result.get("facts") or {})).items():
+            if isinstance(fit, dict) and fit.get("history"):
+                records += [{"method": method, "stage": name.removesuffix("_fit"), **h} for h in fit["history"]]
+    if not records:
+        return None
+    path = Path(cfg.out) / "histories" / f"{group_stem(dataset, group)}.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, pd.DataFrame(records).to_csv(index=False).encode())
+    return path
+
+
 def write_figures(cfg: RunConfig, group: Group, dataset: str,
                   results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Per group: mean MoRF curves of every method's own map (+ SHAP on the baseline, + random), and per method
@@ -299,7 +322,7 @@ def write_figures(cfg: RunConfig, group: Group, dataset: str,
     if not figures:
         return []
     folder = Path(cfg.out) / "figures"
-    stem = f"{dataset.replace(':', '-').replace('/', '_')}_{group.backbone}_seed{group.seed}"
+    stem = group_stem(dataset, group)
     failed: list[dict[str, Any]] = []
 
     def draw(path: Path, methods: list[str], plot) -> None:

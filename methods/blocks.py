@@ -2,7 +2,7 @@
 
 - :func:`latent_head`: the FC(512) + sigmoid that replaces a backbone's last layer (IMPACTX's LEP, WAE's encoder).
 - :class:`MapDecoder`: IMPACTX's decoder D, latent vector -> attribution map at input resolution (paper Fig. 2);
-  :func:`make_decoder` builds it from a preset (``"paper"``, ``"small"``).
+  :func:`make_decoder` builds it from a preset (``"paper"``, ``"small"``, ``"tiny"``).
 - :func:`stage2_engine`: the engine of a second training stage with the method's own epochs / augment / lr.
 - :func:`shallow_classifier`: the classifier C on concatenated features, Linear(in, 256) -> ReLU -> Linear(256, K).
 - :func:`scale_maps`: per-map normalisation of teacher maps (``"max_abs"`` -> [-1, 1], or ``"raw"``).
@@ -118,7 +118,7 @@ class MapDecoder(nn.Module):
 
 def make_decoder(preset: str, out_channels: int, image_size: int, width: int | None = None,
                  start: int | None = None, blocks: int | None = None) -> MapDecoder:
-    """D from a preset (``"paper"`` | ``"small"``, :data:`DECODER_PRESETS`) with any field overridden."""
+    """D from a preset (``"paper"`` | ``"small"`` | ``"tiny"``, :data:`DECODER_PRESETS`) with any field overridden."""
     base = DECODER_PRESETS[check_choice("decoder", preset, tuple(DECODER_PRESETS))]
     return MapDecoder(LATENT_DIM, out_channels, image_size, width=width or base["width"],
                       start=start if start is not None else base["start"],

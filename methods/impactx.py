@@ -43,7 +43,7 @@ class IMPACTX(Method):
     """Two-stage IMPACTX: frozen stage-1 M + LEP/decoder trained to reproduce teacher maps, classifier on both.
 
     Options: ``lam`` (λ of eq. 1), ``map_scale`` (``"max_abs"`` | ``"raw"``), ``lep_init``
-    (``"stage1"`` | ``"pretrained"`` | ``"scratch"``); the decoder: ``decoder`` (preset ``"paper"`` | ``"small"``),
+    (``"stage1"`` | ``"pretrained"`` | ``"scratch"``); the decoder: ``decoder`` (preset ``"paper"`` | ``"small"`` | ``"tiny"``),
     ``decoder_width`` (filters of D's first block), ``decoder_start`` (side of D's first map), ``decoder_blocks``;
     stage 2's own ``epochs``, ``augment``, ``lr`` (None: the run's ``train.*``).
 

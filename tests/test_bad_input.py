@@ -86,7 +86,7 @@ CASES = [  # (id, args or setup(tmp) -> args, message pattern)
     ("lambda not a number", ["--methods", "impactx", "--set", "method.impactx.lam=abc"],
      r"method.impactx.lam='abc': expected float"),
     ("unknown decoder", ["--methods", "impactx", "--set", "method.impactx.decoder=huge"],
-     r"decoder must be one of \('paper', 'small'\)"),
+     r"decoder must be one of \('paper', 'small', 'tiny'\)"),
     ("zero stage-2 epochs", ["--methods", "impactx", "--set", "method.impactx.epochs=0"], r"epochs must be an integer"),
     ("augment not a bool", ["--methods", "baseline-long", "--set", "method.baseline-long.augment=maybe"],
      r"augment='maybe': expected bool"),

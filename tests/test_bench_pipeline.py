@@ -24,6 +24,8 @@ def test_every_stage_has_a_rate_a_floor_and_the_settings_are_the_runs(tmp_path):
     for stage in report["stages"]:
         assert stage["images_per_s"] > 0 and stage["floor_images_per_s"] > 0
         assert stage["ratio_to_floor"] == pytest.approx(stage["images_per_s"] / stage["floor_images_per_s"])
+        if stage["name"].endswith("/stage2"):
+            assert stage["first_epoch_included_images_per_s"] > 0
     assert report["settings"] == ["method.impactx.lam=0.5", "train.lr=0.002"]
     assert report["teacher"] == {"explainer": "saliency"} and report["batch_size"] == 32
 

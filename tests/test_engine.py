@@ -1,3 +1,5 @@
+import time
+
 import torch
 from torch import nn
 
@@ -47,6 +49,28 @@ def test_best_on_validation_checkpoint_is_restored(small_synthetic):
     # The restored weights reproduce the best validation accuracy.
     _, val = validation_split(len(small_synthetic.train), 0.2, 0)
     assert abs(accuracy(model, small_synthetic, small_synthetic.train.subset(val)) - best) < 1e-6
+
+
+def test_the_warm_rate_leaves_out_the_first_epoch(small_synthetic):
+    """bench_pipeline compares eager and compiled steps on their steady rate: a one-off cost in the first epoch
+    (here a 0.3 s pause standing in for compilation) is in ``images_per_s`` but not in ``warm_images_per_s``."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))
+    calls = []
+
+    def loss_fn(batch):
+        if not calls:
+            time.sleep(0.3)
+        calls.append(1)
+        logits = model(batch.x)
+        return nn.functional.cross_entropy(logits, batch.y), logits
+
+    two = Engine(TrainConfig(epochs=2, max_steps_per_epoch=2, val_fraction=0.2), seed=0, progress=False)
+    result = two.fit(model, loss_fn, small_synthetic)
+    assert result.warm_images_per_s > 3 * result.images_per_s
+    calls.clear()
+    one = Engine(TrainConfig(epochs=1, max_steps_per_epoch=2, val_fraction=0.2), seed=0, progress=False)
+    result = one.fit(model, loss_fn, small_synthetic)
+    assert result.warm_images_per_s == result.images_per_s
 
 
 def test_same_seed_same_weights(small_synthetic):

@@ -129,6 +129,22 @@ def test_every_cell_gets_a_real_morf_and_example_figure(tmp_path):
     assert not (pd.read_csv(out / "rows.csv").metric == "figure_error").any()
 
 
+def test_every_group_writes_its_training_curves(tmp_path):
+    """``histories/<group>.csv``: one row per (method, stage, epoch) of the stages a method trains itself (the
+    baseline is the shared stage-1 model: no stage of its own), with the validation accuracy the engine selected on
+    (its maximum is the cell's ``val_accuracy`` row) and IMPACTX's per-epoch map fidelity."""
+    code, out = run(tmp_path, "--methods", "baseline,impactx,abn", "--datasets", "digits", "--set", "train.epochs=2")
+    assert code == 0
+    curves = pd.read_csv(out / "histories" / "digits_tiny_seed0.csv")
+    assert set(zip(curves["method"], curves["stage"])) == {("impactx", "stage2"), ("abn", "fit")}
+    assert all(list(sub["epoch"]) == [0, 1] for _, sub in curves.groupby(["method", "stage"]))
+    rows = pd.read_csv(out / "rows.csv")
+    for method in ("impactx", "abn"):
+        val = rows[(rows.method == method) & (rows.metric == "val_accuracy")]["value"].iloc[0]
+        assert curves[curves.method == method]["val_accuracy"].max() * 100 == pytest.approx(val)
+    assert curves[curves.method == "impactx"]["map_fidelity"].notna().all()
+
+
 def test_a_figure_that_cannot_be_drawn_is_a_warning_and_a_row(tmp_path, monkeypatch, caplog, capsys):
     import benchmarks.figures
 
