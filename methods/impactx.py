@@ -43,9 +43,9 @@ class IMPACTX(Method):
     """Two-stage IMPACTX: frozen stage-1 M + LEP/decoder trained to reproduce teacher maps, classifier on both.
 
     Options: ``lam`` (λ of eq. 1), ``map_scale`` (``"max_abs"`` | ``"raw"``), ``lep_init``
-    (``"stage1"`` | ``"pretrained"`` | ``"scratch"``); the decoder: ``decoder`` (preset ``"paper"`` | ``"small"`` | ``"tiny"``),
-    ``decoder_width`` (filters of D's first block), ``decoder_start`` (side of D's first map), ``decoder_blocks``;
-    stage 2's own ``epochs``, ``augment``, ``lr`` (None: the run's ``train.*``).
+    (``"stage1"`` | ``"pretrained"`` | ``"scratch"``); the decoder: ``decoder`` (preset ``"paper"`` | ``"small"`` |
+    ``"tiny"``), ``decoder_width`` (filters of D's first block), ``decoder_start`` (side of D's first map),
+    ``decoder_blocks``; stage 2's own ``epochs``, ``augment``, ``lr`` (None: the run's ``train.*``).
 
     Map fidelity (did D learn anything image-specific?) is measured on the validation images' teacher maps after
     every stage-2 epoch and at the end (:mod:`methods.map_fidelity`) and becomes rows."""
