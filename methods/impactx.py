@@ -54,7 +54,7 @@ class IMPACTX(Method):
     uses_teacher_maps = True
 
     def __init__(self, backbone: str, num_classes: int, *, lam: float = 1.0, map_scale: str = "max_abs",
-                 lep_init: str = "stage1", decoder: str = "paper", decoder_width: int | None = None,
+                 lep_init: str = "stage1", decoder: str = "tiny", decoder_width: int | None = None,
                  decoder_start: int | None = None, decoder_blocks: int | None = None, epochs: int | None = None,
                  augment: bool | None = None, lr: float | None = None, **cfg: Any) -> None:
         super().__init__(backbone, num_classes, **cfg)

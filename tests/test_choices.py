@@ -80,16 +80,15 @@ def test_the_study_writes_its_decoder_choice_with_the_grid(tmp_path):
     for seed in (1, 2):
         fake_impactx_run(tmp_path, runs[f"row-seed{seed}"], 68.0, -0.15, 67.0)  # small, same stage-1 models
     fake_impactx_run(tmp_path, runs["decoder-small-seed0"], 68.1, -0.14, 99.0)
-    for seed in (0, 1, 2):
-        fake_impactx_run(tmp_path, runs[f"decoder-tiny-seed{seed}"], 68.05, -0.10, 10.0)
     for seed in (0, 1):
+        fake_impactx_run(tmp_path, runs[f"decoder-tiny-seed{seed}"], 68.05, -0.10, 10.0)
         fake_impactx_run(tmp_path, runs[f"decoder-paper-seed{seed}"], 66.0, -0.30, 99.0)
     written = study.combine_choices(study.plan(), tmp_path)
     table = pd.read_csv(tmp_path / "choices.csv")
     decoder = table[table["setting"] == "method.impactx.decoder"].set_index("option")
     assert list(decoder.index) == ["paper", "small", "tiny"]
     assert decoder["chosen"].tolist() == [False, False, True]  # tie with small on accuracy, better fidelity
-    assert set(decoder["seeds"]) == {"0, 1"}  # paper has no seed 2
+    assert set(decoder["seeds"]) == {"0, 1"}  # small's seed 2 (row-seed2) has no partner
     assert decoder.loc["small", "val_accuracy_mean"] == pytest.approx(68.05)  # seed 0 from its own run, 1 from the row
     assert "**tiny**" in (tmp_path / "choices.md").read_text() and tmp_path / "choices.md" in written
 
