@@ -90,6 +90,7 @@ def result_version() -> str:
 
 
 def cell_spec(cfg: RunConfig, data: DataBundle, group: Group, method: str, options: dict) -> dict[str, Any]:
+    options = {**get_method_class(method).option_defaults(), **options}  # a changed default is a new cell
     return {"version": result_version(), "method": method, "options": options, "stage1_grid": cfg.stage1_grid,
             "backbone": dataclasses.asdict(backbone_config(cfg, group.backbone)), "data": fingerprint(data),
             "train": cfg.train.key_dict(), "teacher": dataclasses.asdict(cfg.teacher), "seed": group.seed,

@@ -173,7 +173,7 @@ def portable_paths(folder: Path, replacements: dict[str, str]) -> None:
 
 
 # --------------------------------------------------------------------------------------------- combining
-def finished_rows(runs: list[Run], out: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+def finished_rows(runs: list[Run], out: Path, with_images: bool = True) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     rows, images = [], []
     for run in runs:
         folder = out / "groups" / run.name
@@ -182,7 +182,7 @@ def finished_rows(runs: list[Run], out: Path) -> tuple[pd.DataFrame, pd.DataFram
         frame = pd.read_csv(folder / "rows.csv", keep_default_na=False)
         frame["value"] = pd.to_numeric(frame["value"], errors="coerce")
         rows.append(frame.assign(variant=run.variant, run=run.name))
-        if (folder / "per_image.csv").exists():
+        if with_images and (folder / "per_image.csv").exists():
             images.append(pd.read_csv(folder / "per_image.csv", keep_default_na=False, dtype={"correct": str})
                           .assign(run=run.name))
     if not rows:
@@ -280,7 +280,7 @@ def impactx_cells(runs: list[Run], out: Path) -> pd.DataFrame:
     """IMPACTX's numbers per finished run: one row per run with seed, decoder, teacher, augmentation and the
     validation / test scores the choices read."""
     records = []
-    rows, _ = finished_rows(runs, out)
+    rows, _ = finished_rows(runs, out, with_images=False)
     if rows.empty:
         return pd.DataFrame()
     by_name = {r.name: r for r in runs}
@@ -307,8 +307,8 @@ def study_choices(runs: list[Run], out: Path) -> list[Choice]:
     row_small = partition[(partition["table"] == "row") & ~partition["seed"].isin(own_small)]
     decoders = pd.concat([decoder_runs, row_small], ignore_index=True)
     if decoders["decoder"].nunique() > 1:
-        frame = decoders.assign(option=decoders["decoder"],
-                                cost=[decoder_multiply_adds(d) / 1e6 for d in decoders["decoder"]])
+        cost = {d: decoder_multiply_adds(d) / 1e6 for d in set(decoders["decoder"])}
+        frame = decoders.assign(option=decoders["decoder"], cost=decoders["decoder"].map(cost))
         frame = frame[["option", "seed", "val_accuracy", "map_fidelity", "cost", "accuracy"]]
         choices.append(choose("method.impactx.decoder", frame, [d for d in DECODERS if d in set(frame["option"])],
                               "decoder M multiply-adds / image"))

@@ -52,6 +52,20 @@ class Method(nn.Module):
             names |= {p for p, v in params.items() if v.kind is v.KEYWORD_ONLY}
         return names
 
+    @classmethod
+    def option_defaults(cls) -> dict[str, Any]:
+        """Every keyword option with its constructor default (a subclass's default wins): what a cache key must
+        hold so that changing a default retrains the cells that relied on it."""
+        import inspect
+
+        defaults: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            if klass in (Method, nn.Module, object):
+                continue
+            params = inspect.signature(klass.__init__).parameters
+            defaults.update({p: v.default for p, v in params.items() if v.kind is v.KEYWORD_ONLY})
+        return defaults
+
     def fit(self, ctx: "FitContext") -> dict[str, Any]:
         """Train on ``ctx.data`` with ``ctx.engine``; return a small dict of facts worth recording.
 

@@ -185,3 +185,23 @@ def test_ray_executor_gives_the_same_rows_as_local(tmp_path):
 
         ray.shutdown()
     pd.testing.assert_frame_equal(measured(tmp_path / "local"), measured(tmp_path / "ray"))
+
+
+def test_a_cells_key_holds_the_method_defaults_so_changing_a_default_retrains_it(digits, monkeypatch):
+    """An unset option is keyed by its constructor default: the cached cell of a run that relied on the old
+    default (IMPACTX's decoder was `paper`) is not served after the default changes."""
+    from benchmarks.config import RunConfig
+    from core.artifacts import spec_key
+    from methods.registry import get_method_class
+
+    ImpactX = get_method_class("impactx")
+    cfg, group = RunConfig(), grid.Group("digits", "tiny", 0, ("impactx",))
+
+    def key(options):
+        return spec_key("cell", grid.cell_spec(cfg, digits, group, "impactx", options))
+
+    implicit = key({})
+    assert implicit == key({"decoder": "tiny"}) != key({"decoder": "paper"})
+    defaults = ImpactX.__init__.__kwdefaults__
+    monkeypatch.setattr(ImpactX.__init__, "__kwdefaults__", {**defaults, "decoder": "paper"})
+    assert key({}) == key({"decoder": "paper"}) != implicit
